@@ -1,0 +1,84 @@
+/**
+ * Every configuration knob of the product, read from the environment in one place.
+ * Names follow seed 001 where it has one (WS_*, REDIS_URL, JWT_SECRET); the rest are ours
+ * and are listed in `.env.example` and the README.
+ */
+export interface Config {
+  /** HTTP port shared by REST and Socket.IO. */
+  wsPort: number;
+  wsHost: string;
+  wsPath: string;
+  wsPingIntervalMs: number;
+  wsPingTimeoutMs: number;
+  /** Socket.IO connections accepted by one gateway node. */
+  wsMaxConnections: number;
+  /** Messages one connection may send per minute. */
+  wsMessageRateLimit: number;
+  /** Largest accepted client event (JSON bytes); larger ones get INVALID_REQUEST. */
+  wsMaxPayloadBytes: number;
+  /** Rooms one connection may be in at once. */
+  wsMaxRoomsPerConnection: number;
+  presenceTtlSeconds: number;
+  redisUrl: string | undefined;
+  /** Prefix of every Redis key, so several deployments can share one Redis. */
+  redisKeyPrefix: string;
+  jwtSecret: string | undefined;
+  jwtPublicKey: string | undefined;
+  corsOrigin: string | undefined;
+}
+
+type Env = Record<string, string | undefined>;
+
+function intFrom(env: Env, name: string, fallback: number, min = 0): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < min) {
+    throw new Error(`Configuration ${name} must be an integer >= ${min}, got "${raw}"`);
+  }
+  return value;
+}
+
+function stringFrom(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw.trim() === "" ? undefined : raw;
+}
+
+/** A PEM key may be given inline with literal "\n" escapes (common in .env files and k8s secrets). */
+function pemFrom(env: Env, name: string): string | undefined {
+  const raw = stringFrom(env, name);
+  return raw?.replace(/\\n/g, "\n");
+}
+
+export function loadConfig(env: Env = process.env, overrides: Partial<Config> = {}): Config {
+  const config: Config = {
+    wsPort: intFrom(env, "WS_PORT", 3000),
+    wsHost: stringFrom(env, "WS_HOST") ?? "0.0.0.0",
+    wsPath: stringFrom(env, "WS_PATH") ?? "/socket.io",
+    wsPingIntervalMs: intFrom(env, "WS_PING_INTERVAL", 30000, 1),
+    wsPingTimeoutMs: intFrom(env, "WS_PING_TIMEOUT", 60000, 1),
+    wsMaxConnections: intFrom(env, "WS_MAX_CONNECTIONS", 50000, 1),
+    wsMessageRateLimit: intFrom(env, "WS_MESSAGE_RATE_LIMIT", 100, 1),
+    wsMaxPayloadBytes: intFrom(env, "WS_MAX_PAYLOAD_BYTES", 64 * 1024, 1),
+    wsMaxRoomsPerConnection: intFrom(env, "WS_MAX_ROOMS_PER_CONNECTION", 1000, 1),
+    presenceTtlSeconds: intFrom(env, "PRESENCE_TTL_SECONDS", 60, 1),
+    redisUrl: stringFrom(env, "REDIS_URL"),
+    redisKeyPrefix: stringFrom(env, "REDIS_KEY_PREFIX") ?? "pf2",
+    jwtSecret: stringFrom(env, "JWT_SECRET"),
+    jwtPublicKey: pemFrom(env, "JWT_PUBLIC_KEY"),
+    corsOrigin: stringFrom(env, "CORS_ORIGIN"),
+    ...overrides
+  };
+  if (!config.jwtSecret && !config.jwtPublicKey) {
+    // The embedded default must start with nothing configured; a fixed dev secret would be a
+    // silent backdoor in production, so refuse to guess when NODE_ENV says production.
+    if (env.NODE_ENV === "production") {
+      throw new Error("Set JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256) in production");
+    }
+    config.jwtSecret = DEV_JWT_SECRET;
+  }
+  return config;
+}
+
+/** Used only when neither JWT_SECRET nor JWT_PUBLIC_KEY is set and NODE_ENV is not production. */
+export const DEV_JWT_SECRET = "pf2-dev-secret-change-me";

@@ -1,0 +1,34 @@
+/**
+ * The one place that builds every tenant-scoped name: Socket.IO room names and store keys.
+ *
+ * Each part is percent-encoded, so no identifier can contain the separator and a crafted
+ * roomId such as "x:t:other" can never collide with another tenant's name.
+ */
+const SEPARATOR = ":";
+
+function encodePart(part: string): string {
+  return encodeURIComponent(part);
+}
+
+/** `t:<tenant>:<kind>:<part>...`; the tenant always comes first. */
+export function tenantKey(tenantId: string, kind: string, ...parts: string[]): string {
+  return ["t", encodePart(tenantId), kind, ...parts.map(encodePart)].join(SEPARATOR);
+}
+
+/** A name that belongs to no tenant (cluster-wide indexes such as a node's connections). */
+export function globalKey(kind: string, ...parts: string[]): string {
+  return ["g", kind, ...parts.map(encodePart)].join(SEPARATOR);
+}
+
+/** Socket.IO room holding every connection of one user (all devices). */
+export const userChannel = (tenantId: string, userId: string): string => tenantKey(tenantId, "user", userId);
+
+/** Socket.IO room holding every connection that joined a room. */
+export const roomChannel = (tenantId: string, roomId: string): string => tenantKey(tenantId, "room", roomId);
+
+/** Socket.IO room holding every connection of a tenant. */
+export const tenantChannel = (tenantId: string): string => tenantKey(tenantId, "all");
+
+/** Socket.IO room holding one connection (for targeted internal pushes). */
+export const connectionChannel = (tenantId: string, connectionId: string): string =>
+  tenantKey(tenantId, "conn", connectionId);

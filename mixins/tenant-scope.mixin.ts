@@ -1,0 +1,50 @@
+import type { Context, Service, ServiceSchema } from "moleculer";
+import type { CallerMeta } from "../lib/context";
+import { tenantViolation } from "../lib/errors";
+
+/** Emitted on every refused cross-tenant attempt, for the audit trail and security monitoring. */
+export const TENANT_VIOLATION_EVENT = "security.tenantViolation";
+
+/** An action is tenant-scoped when its params schema declares `tenantId`. */
+export function isTenantScoped(action: { params?: unknown } | null | undefined): boolean {
+  return typeof action?.params === "object" && action.params !== null && "tenantId" in action.params;
+}
+
+/**
+ * The tenant check every tenant-scoped action gets. For a call made on behalf of a client
+ * (`ctx.meta.auth` set by an adapter from a verified token), `params.tenantId` must be the token's
+ * tenant; anything else is refused with TENANT_VIOLATION and reported. Internal calls (no `auth`)
+ * name the tenant themselves.
+ */
+export function TenantScopeMixin(): Partial<ServiceSchema> {
+  return {
+    hooks: {
+      before: {
+        "*": function checkTenant(this: Service, ctx: Context<Record<string, unknown>, CallerMeta>) {
+          if (!isTenantScoped(ctx.action)) return;
+          const principal = ctx.meta.auth;
+          if (!principal) return;
+          const requested = ctx.params.tenantId;
+          if (requested === principal.tenantId) return;
+          const details = { action: ctx.action?.name };
+          this.logger.warn("Tenant violation refused", {
+            tenantId: principal.tenantId,
+            userId: principal.userId,
+            requestedTenantId: String(requested),
+            action: ctx.action?.name,
+            requestId: ctx.requestID
+          });
+          ctx.emit(TENANT_VIOLATION_EVENT, {
+            tenantId: principal.tenantId,
+            userId: principal.userId,
+            requestedTenantId: String(requested),
+            action: ctx.action?.name,
+            nodeID: ctx.nodeID,
+            at: new Date().toISOString()
+          });
+          throw tenantViolation(details);
+        }
+      }
+    }
+  };
+}

@@ -1,0 +1,51 @@
+import type { LoggerInstance } from "moleculer";
+import type { Socket } from "socket.io";
+import type { Principal } from "../lib/auth";
+import type { Config } from "../lib/config";
+import type { Delivery } from "../lib/delivery";
+import type { RateLimitResult } from "../stores/rate-limit";
+import type { CallerMeta } from "../lib/context";
+
+/** What the gateway keeps per Socket.IO connection (in `socket.data`). */
+export interface ConnectionState {
+  tenantId: string;
+  userId: string;
+  principal: Principal;
+  connectionId: string;
+  clientId: string;
+  /** Rooms this connection joined (its local view; the rooms store holds the cluster's). */
+  rooms: Set<string>;
+  connectedAt: number;
+  expiryTimer?: NodeJS.Timeout;
+}
+
+/** Traffic buckets counted per connection and minute. */
+export type QuotaBucket = "message" | "control";
+
+/**
+ * The gateway as protocol adapters see it: the one internal model every client protocol is
+ * translated to. Adapters never talk to stores or the transporter directly.
+ */
+export interface GatewayHost {
+  config: Config;
+  nodeID: string;
+  /** Sends an event to the target's sockets on every gateway node. */
+  deliver(delivery: Delivery): Promise<void>;
+  /** Counts one event of the connection against its per-minute limit. */
+  consumeQuota(state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult>;
+  /** Calls a service action on behalf of the connection's user (tenant-checked by the callee). */
+  callAs<T>(state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T>;
+  /** Reports a refused cross-tenant attempt. */
+  reportTenantViolation(state: ConnectionState, requestedTenantId: unknown, event: string): void;
+  logger: LoggerInstance;
+}
+
+export type HostedSocket = Socket & { $service: GatewayHost };
+
+export function stateOf(socket: Socket): ConnectionState {
+  return socket.data as ConnectionState;
+}
+
+export function metaFor(state: ConnectionState): CallerMeta {
+  return { auth: state.principal };
+}

@@ -1,0 +1,237 @@
+import { randomUUID } from "node:crypto";
+import type { Socket } from "socket.io";
+import { ErrorCode, RealtimeError, authzFailed, invalidRequest, rateLimited, tenantViolation, toClientError } from "../../lib/errors";
+import { DEFAULT_MESSAGE_CLASS, REALTIME_CLASSES, classPolicy, type InteractionClass } from "../../lib/interaction-classes";
+import { roomChannel } from "../../lib/keys";
+import type { DeliveryTarget } from "../../lib/delivery";
+import { stateOf, type ConnectionState, type GatewayHost, type HostedSocket, type QuotaBucket } from "../connection";
+import {
+  checkMessage,
+  checkPresence,
+  checkRoom,
+  isPlainObject,
+  validate,
+  type Pf2MessageInput,
+  type Pf2PresenceInput,
+  type Pf2RoomInput
+} from "./pf2-schemas";
+
+/**
+ * PF-2 over Socket.IO, default namespace (seed 000 "WebSocket API"): client events in, the
+ * one internal model out. Every handler is guarded: whatever a client sends, it gets a response
+ * or an `error {error, code, details}`, and nothing it sends can throw past the handler.
+ */
+
+export const PF2_EVENTS = {
+  connected: "connected",
+  message: "message",
+  messageAck: "message_ack",
+  roomJoined: "room_joined",
+  roomLeft: "room_left",
+  pong: "pong",
+  error: "error"
+} as const;
+
+type Ack = (response: unknown) => void;
+type Handler = (socket: HostedSocket, data: unknown, ack: Ack | undefined) => Promise<void> | void;
+
+/** The server→client `message` event. */
+export interface Pf2Message {
+  messageId: string;
+  type: string;
+  interactionClass: InteractionClass;
+  tenantId: string;
+  senderId: string;
+  recipientId?: string;
+  roomId?: string;
+  payload: unknown;
+  timestamp: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** The `connected` event, sent once the connection is registered. */
+export function connectedEvent(state: ConnectionState) {
+  return {
+    connectionId: state.connectionId,
+    clientId: state.clientId,
+    serverTime: new Date().toISOString(),
+    interactionClasses: [...REALTIME_CLASSES]
+  };
+}
+
+/** Parses an inbound event body: a plain object, within the size limit, matching its schema. */
+function parse<T>(host: GatewayHost, event: string, data: unknown, check: Parameters<typeof validate>[0]): T {
+  if (!isPlainObject(data)) throw invalidRequest(`'${event}' expects an object`, { event });
+  let size: number;
+  try {
+    size = Buffer.byteLength(JSON.stringify(data));
+  } catch {
+    throw invalidRequest(`'${event}' is not serialisable`, { event });
+  }
+  if (size > host.config.wsMaxPayloadBytes) {
+    throw invalidRequest(`'${event}' is larger than ${host.config.wsMaxPayloadBytes} bytes`, { event, size, limit: host.config.wsMaxPayloadBytes });
+  }
+  const issues = validate(check, data);
+  if (issues) throw invalidRequest(`Invalid '${event}'`, { event, issues });
+  return data as T;
+}
+
+function assertOwnTenant(host: GatewayHost, state: ConnectionState, claimed: unknown, event: string) {
+  if (claimed === undefined || claimed === state.tenantId) return;
+  host.reportTenantViolation(state, claimed, event);
+  throw tenantViolation({ event });
+}
+
+async function spend(host: GatewayHost, state: ConnectionState, bucket: QuotaBucket, event: string) {
+  const quota = await host.consumeQuota(state, bucket);
+  if (!quota.allowed) throw rateLimited({ event, retryAfterMs: quota.retryAfterMs, limit: host.config.wsMessageRateLimit, windowMs: 60_000 });
+}
+
+const onMessage: Handler = async (socket, data, ack) => {
+  const host = socket.$service;
+  const state = stateOf(socket);
+  await spend(host, state, "message", "message");
+  const input = parse<Pf2MessageInput>(host, "message", data, checkMessage);
+  assertOwnTenant(host, state, input.tenantId, "message");
+  if ((input.recipientId === undefined) === (input.roomId === undefined)) {
+    throw invalidRequest("Exactly one of recipientId or roomId is required", { event: "message" });
+  }
+  const interactionClass = (input.interactionClass ?? DEFAULT_MESSAGE_CLASS) as InteractionClass;
+  if (!classPolicy[interactionClass].realtime) {
+    throw invalidRequest("CLASS_D (critical transactions) is not allowed on the realtime path; use the REST API", {
+      event: "message",
+      interactionClass
+    });
+  }
+  if (input.roomId !== undefined && !state.rooms.has(input.roomId)) {
+    throw authzFailed("Join the room before sending to it", { event: "message", roomId: input.roomId });
+  }
+  const message: Pf2Message = {
+    messageId: randomUUID(),
+    type: input.type,
+    interactionClass,
+    tenantId: state.tenantId,
+    senderId: state.userId,
+    ...(input.recipientId !== undefined ? { recipientId: input.recipientId } : { roomId: input.roomId }),
+    payload: input.payload,
+    timestamp: new Date().toISOString(),
+    ...(input.metadata !== undefined ? { metadata: input.metadata } : {})
+  };
+  const target: DeliveryTarget = input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string };
+  await host.deliver({
+    tenantId: state.tenantId,
+    target,
+    event: PF2_EVENTS.message,
+    payload: message,
+    volatile: classPolicy[interactionClass].volatile
+  });
+  const answer = { messageId: message.messageId };
+  socket.emit(PF2_EVENTS.messageAck, answer);
+  ack?.(answer);
+};
+
+const onJoinRoom: Handler = async (socket, data, ack) => {
+  const host = socket.$service;
+  const state = stateOf(socket);
+  await spend(host, state, "control", "join_room");
+  const { roomId, tenantId } = parse<Pf2RoomInput>(host, "join_room", data, checkRoom);
+  assertOwnTenant(host, state, tenantId, "join_room");
+  if (!state.rooms.has(roomId) && state.rooms.size >= host.config.wsMaxRoomsPerConnection) {
+    throw invalidRequest(`A connection may be in at most ${host.config.wsMaxRoomsPerConnection} rooms`, { event: "join_room", roomId });
+  }
+  await host.callAs(state, "rooms.join", {
+    tenantId: state.tenantId,
+    roomId,
+    connectionId: state.connectionId,
+    userId: state.userId,
+    nodeId: host.nodeID
+  });
+  // The socket may have closed while the store answered; its disconnect cleanup has already run.
+  if (!socket.connected) {
+    await host.callAs(state, "rooms.leave", { tenantId: state.tenantId, roomId, connectionId: state.connectionId }).catch(() => undefined);
+    return;
+  }
+  state.rooms.add(roomId);
+  await socket.join(roomChannel(state.tenantId, roomId));
+  socket.emit(PF2_EVENTS.roomJoined, { roomId });
+  ack?.({ roomId });
+};
+
+const onLeaveRoom: Handler = async (socket, data, ack) => {
+  const host = socket.$service;
+  const state = stateOf(socket);
+  await spend(host, state, "control", "leave_room");
+  const { roomId, tenantId } = parse<Pf2RoomInput>(host, "leave_room", data, checkRoom);
+  assertOwnTenant(host, state, tenantId, "leave_room");
+  // Stop local delivery first: after `room_left` the client must not receive the room's traffic.
+  state.rooms.delete(roomId);
+  await socket.leave(roomChannel(state.tenantId, roomId));
+  await host.callAs(state, "rooms.leave", { tenantId: state.tenantId, roomId, connectionId: state.connectionId });
+  socket.emit(PF2_EVENTS.roomLeft, { roomId });
+  ack?.({ roomId });
+};
+
+const onPresenceUpdate: Handler = async (socket, data, ack) => {
+  const host = socket.$service;
+  const state = stateOf(socket);
+  await spend(host, state, "control", "presence_update");
+  const { status, metadata, tenantId } = parse<Pf2PresenceInput>(host, "presence_update", data, checkPresence);
+  assertOwnTenant(host, state, tenantId, "presence_update");
+  await host.callAs(state, "presence.update", { tenantId: state.tenantId, userId: state.userId, status, ...(metadata ? { metadata } : {}) });
+  // Class A is fire-and-forget; a client that asked for an ack still gets one.
+  ack?.({ status });
+};
+
+const onPing: Handler = (socket, _data, ack) => {
+  socket.emit(PF2_EVENTS.pong);
+  ack?.({ serverTime: new Date().toISOString() });
+};
+
+/** moleculer-io's generic `call` event would expose every published action; PF-2 has no such event. */
+const onCall: Handler = () => {
+  throw invalidRequest("Unknown event 'call'", { event: "call" });
+};
+
+function emitError(socket: Socket, event: string, err: unknown, ack: Ack | undefined) {
+  const { status, body } = toClientError(err);
+  if (status >= 500) {
+    (socket as HostedSocket).$service.logger.error("PF-2 handler failed", {
+      event,
+      tenantId: stateOf(socket).tenantId,
+      connectionId: socket.id,
+      error: err instanceof Error ? err.message : String(err)
+    });
+  }
+  if (body.code === ErrorCode.INTERNAL_ERROR && !(err instanceof RealtimeError)) body.details = { event, retryable: true };
+  socket.emit(PF2_EVENTS.error, body);
+  ack?.(body);
+}
+
+/** Wraps a handler for moleculer-io: `this` is the socket, the last argument may be an ack callback. */
+function guarded(event: string, handler: Handler) {
+  return function (this: Socket, ...args: unknown[]) {
+    const ack = typeof args[args.length - 1] === "function" ? (args.pop() as Ack) : undefined;
+    const socket = this as HostedSocket;
+    try {
+      const done = handler(socket, args[0], ack);
+      if (done instanceof Promise) done.catch(err => emitError(socket, event, err, ack));
+    } catch (err) {
+      emitError(socket, event, err, ack);
+    }
+  };
+}
+
+/** The moleculer-io namespace definition for PF-2. */
+export function pf2Namespace() {
+  return {
+    authorization: true,
+    events: {
+      message: guarded("message", onMessage),
+      join_room: guarded("join_room", onJoinRoom),
+      leave_room: guarded("leave_room", onLeaveRoom),
+      presence_update: guarded("presence_update", onPresenceUpdate),
+      ping: guarded("ping", onPing),
+      call: guarded("call", onCall)
+    }
+  };
+}

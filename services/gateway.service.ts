@@ -1,0 +1,451 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import ApiGateway from "moleculer-web";
+import { SocketIOMixin } from "../types/moleculer-io";
+import type { Namespace, Server as IOServer, Socket } from "socket.io";
+import type Redis from "ioredis";
+import { bearerToken, createTokenVerifier, isIdentifier, type Principal, type TokenVerifier } from "../lib/auth";
+import { loadConfig, type Config } from "../lib/config";
+import type { CallerMeta } from "../lib/context";
+import { DELIVERY_EVENT, emitLocally, type Delivery, type DeliveryTarget } from "../lib/delivery";
+import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/errors";
+import { tenantChannel, userChannel } from "../lib/keys";
+import { TENANT_VIOLATION_EVENT, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
+import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
+import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
+import { acquireRedis, pingLatencyMs, releaseRedis } from "../stores/redis-connection";
+import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
+import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
+
+/**
+ * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
+ * It authenticates, validates, applies per-connection limits, translates client protocols to the
+ * internal model and emits to its own sockets. Traffic for sockets on other gateways crosses the
+ * transporter as one `gateway.deliver` broadcast that every gateway turns into a local emit.
+ */
+interface GatewayThis extends Service, GatewayHost {
+  config: Config;
+  io: IOServer;
+  verifier: TokenVerifier;
+  rateLimits: RateLimitStore;
+  /** Used while the shared rate-limit store is unreachable, so limits still hold per node. */
+  fallbackRateLimits: MemoryRateLimitStore;
+  redis?: Redis;
+  heartbeatTimer?: NodeJS.Timeout;
+  accepting: boolean;
+  pf2(): Namespace;
+  onPf2Connection(socket: Socket): Promise<void>;
+  onPf2Disconnect(socket: Socket): Promise<void>;
+  heartbeatConnections(): Promise<void>;
+  registerConnection(state: ConnectionState): Promise<void>;
+  socketAuthorize(socket: Socket): Promise<Principal>;
+  healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+}
+
+const MINUTE_MS = 60_000;
+const HEARTBEAT_CHUNK = 5000;
+/** setTimeout's ceiling; tokens living longer are checked again at the next ceiling. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Client events PF-2 defines; anything else gets INVALID_REQUEST instead of silence. */
+const KNOWN_EVENTS = new Set(["message", "join_room", "leave_room", "presence_update", "ping", "call"]);
+/** Names Socket.IO reserves; an internal push may not use them. */
+const RESERVED_EVENTS = ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
+
+/** A refusal during the Socket.IO handshake: the client sees `connect_error` with `data.code`. */
+function handshakeError(err: unknown): Error & { data: unknown } {
+  const { body } = toClientError(err);
+  const error = new Error(body.error) as Error & { data: unknown };
+  error.data = body;
+  return error;
+}
+
+export function createGatewayService(config: Config): ServiceSchema<Record<string, unknown>, GatewayThis> {
+  return {
+    name: "gateway",
+    mixins: [ApiGateway, SocketIOMixin, TenantScopeMixin()],
+
+    settings: {
+      port: config.wsPort,
+      ip: config.wsHost,
+      log4XXResponses: false,
+      logRequest: "debug",
+      logResponse: "debug",
+      logRequestParams: null,
+      logResponseData: null,
+      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "OPTIONS"] } } : {}),
+
+      routes: [
+        {
+          name: "health",
+          path: "/health",
+          authentication: false,
+          authorization: false,
+          mappingPolicy: "restrict",
+          aliases: { "GET /": "gateway.health", "GET /live": "gateway.live", "GET /ready": "gateway.ready" }
+        },
+        {
+          name: "api",
+          path: "/api",
+          authentication: true,
+          authorization: true,
+          mappingPolicy: "restrict",
+          bodyParsers: { json: { strict: true, limit: "256kb" } },
+          aliases: {
+            "GET /presence/:userId": "presence.get",
+            "GET /rooms/:roomId/members": "rooms.members"
+          }
+        }
+      ],
+
+      onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+        const status = sendRestError(res, err);
+        if (status >= 500) this.logger.error("REST request failed", { url: req.url, error: (err as Error)?.message });
+      },
+
+      io: {
+        options: {
+          path: config.wsPath,
+          pingInterval: config.wsPingIntervalMs,
+          pingTimeout: config.wsPingTimeoutMs,
+          // Oversized events must reach the handler to get INVALID_REQUEST; far larger frames are
+          // cut by engine.io (the connection closes) so no client can make the node buffer megabytes.
+          maxHttpBufferSize: Math.max(1024 * 1024, config.wsMaxPayloadBytes * 4),
+          connectTimeout: 10_000,
+          ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
+        },
+        namespaces: { "/": pf2Namespace() }
+      }
+    },
+
+    actions: {
+      /**
+       * Push an event to clients from inside the cluster (event bus, other services, operators):
+       * `broker.call("gateway.send", {tenantId, userId | roomId | connectionId | all: true, event, payload})`.
+       */
+      send: {
+        visibility: "public",
+        params: {
+          tenantId: { type: "string", min: 1, max: 128 },
+          userId: { type: "string", min: 1, max: 128, optional: true },
+          roomId: { type: "string", min: 1, max: 128, optional: true },
+          connectionId: { type: "string", min: 1, max: 128, optional: true },
+          all: { type: "equal", value: true, optional: true },
+          event: { type: "string", min: 1, max: 64, pattern: /^[A-Za-z0-9_.:-]+$/ },
+          payload: { type: "any", optional: true },
+          volatile: { type: "boolean", optional: true }
+        },
+        async handler(this: GatewayThis, ctx: Context<{ tenantId: string; userId?: string; roomId?: string; connectionId?: string; all?: true; event: string; payload?: unknown; volatile?: boolean }>) {
+          const { tenantId, userId, roomId, connectionId, all, event, payload, volatile } = ctx.params;
+          const targets: DeliveryTarget[] = [];
+          if (userId !== undefined) targets.push({ userId });
+          if (roomId !== undefined) targets.push({ roomId });
+          if (connectionId !== undefined) targets.push({ connectionId });
+          if (all) targets.push({ tenant: true });
+          if (targets.length !== 1) throw invalidRequest("Exactly one of userId, roomId, connectionId or all is required");
+          if (RESERVED_EVENTS.includes(event)) throw invalidRequest(`'${event}' is reserved by Socket.IO`);
+          await this.deliver({ tenantId, target: targets[0], event, payload: payload ?? null, volatile: volatile === true });
+          return { event, target: targets[0] };
+        }
+      },
+
+      /** Connections held by this node (operators: `call gateway.connections --$nodeID <node>`). */
+      connections: {
+        visibility: "public",
+        params: { tenantId: { type: "string", optional: true } },
+        handler(this: GatewayThis, ctx: Context<{ tenantId?: string }>) {
+          const list = [];
+          for (const socket of this.pf2().sockets.values()) {
+            const state = stateOf(socket);
+            if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
+            list.push({
+              connectionId: state.connectionId,
+              clientId: state.clientId,
+              tenantId: state.tenantId,
+              userId: state.userId,
+              rooms: [...state.rooms],
+              connectedAt: new Date(state.connectedAt).toISOString()
+            });
+          }
+          return { nodeID: this.broker.nodeID, count: list.length, connections: list };
+        }
+      },
+
+      /** `GET /health`, seed 000 shape. 503 only when unhealthy, so load balancers keep degraded nodes. */
+      health: {
+        async handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
+          const { status, body } = await this.healthReport();
+          if (status === "unhealthy") ctx.meta.$statusCode = 503;
+          return body;
+        }
+      },
+
+      /** `GET /health/live`: the process answers. */
+      live: {
+        handler(this: GatewayThis) {
+          return { status: "ok", nodeID: this.broker.nodeID, timestamp: new Date().toISOString() };
+        }
+      },
+
+      /** `GET /health/ready`: accepting new connections (not shutting down, below WS_MAX_CONNECTIONS). */
+      ready: {
+        handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
+          const active = this.pf2().sockets.size;
+          const ready = this.accepting && active < this.config.wsMaxConnections;
+          if (!ready) ctx.meta.$statusCode = 503;
+          return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
+        }
+      }
+    },
+
+    events: {
+      [DELIVERY_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<Delivery>) {
+          emitLocally(this.pf2(), ctx.params);
+        }
+      }
+    },
+
+    methods: {
+      pf2(this: GatewayThis) {
+        return this.io.of("/");
+      },
+
+      /** REST: verified token + matching X-Tenant-ID (moleculer-web `authentication: true`). */
+      authenticate(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage) {
+        const principal = authenticateRequest(this.verifier, req.headers, (p, requested) =>
+          this.broker.emit(TENANT_VIOLATION_EVENT, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", at: new Date().toISOString() })
+        );
+        ctx.meta.auth = principal;
+        return principal;
+      },
+
+      /** REST: the action's `tenantId` is the token's, whatever the request said. */
+      authorize(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage & { $params: Record<string, unknown> }) {
+        const principal = ctx.meta.auth as Principal;
+        bindTenant(principal, req.$params, (p, requested) =>
+          this.broker.emit(TENANT_VIOLATION_EVENT, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", at: new Date().toISOString() })
+        );
+      },
+
+      /** Socket.IO handshake (moleculer-io `authorization: true`). */
+      async socketAuthorize(this: GatewayThis, socket: Socket) {
+        if (!this.accepting) {
+          throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
+        }
+        if (this.pf2().sockets.size >= this.config.wsMaxConnections) {
+          throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
+        }
+        let principal: Principal;
+        try {
+          principal = this.verifier.verify((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerFromHeaders(socket));
+        } catch (err) {
+          this.logger.debug("Socket.IO handshake refused", { address: socket.handshake.address, reason: (err as Error).message });
+          throw handshakeError(err);
+        }
+        const requestedClientId = socket.handshake.query.clientId;
+        const state: ConnectionState = {
+          tenantId: principal.tenantId,
+          userId: principal.userId,
+          principal,
+          connectionId: socket.id,
+          clientId: isIdentifier(requestedClientId) ? requestedClientId : randomUUID(),
+          rooms: new Set(),
+          connectedAt: Date.now()
+        };
+        socket.data = state;
+        return principal;
+      },
+
+      async onPf2Connection(this: GatewayThis, socket: Socket) {
+        const state = stateOf(socket);
+        socket.join([userChannel(state.tenantId, state.userId), tenantChannel(state.tenantId)]);
+        socket.onAny((event: string, ...args: unknown[]) => {
+          if (KNOWN_EVENTS.has(event)) return;
+          const body = { error: `Unknown event '${String(event).slice(0, 64)}'`, code: ErrorCode.INVALID_REQUEST, details: { event: String(event).slice(0, 64) } };
+          socket.emit(PF2_EVENTS.error, body);
+          const ack = args[args.length - 1];
+          if (typeof ack === "function") (ack as (b: unknown) => void)(body);
+        });
+        socket.on("disconnect", () => {
+          this.onPf2Disconnect(socket).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
+        });
+        scheduleExpiry(socket, state);
+        await this.registerConnection(state);
+        if (socket.connected) socket.emit(PF2_EVENTS.connected, connectedEvent(state));
+      },
+
+      async registerConnection(this: GatewayThis, state: ConnectionState) {
+        try {
+          await this.broker.call(
+            "presence.connect",
+            { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId, nodeId: this.broker.nodeID },
+            { timeout: 5000, retries: 0 }
+          );
+        } catch (err) {
+          // Class A: presence is optional; the connection works without it and is registered again
+          // by the next heartbeat round.
+          this.logger.warn("Presence registration failed", { tenantId: state.tenantId, connectionId: state.connectionId, error: (err as Error).message });
+        }
+      },
+
+      async onPf2Disconnect(this: GatewayThis, socket: Socket) {
+        const state = stateOf(socket);
+        if (state.expiryTimer) clearTimeout(state.expiryTimer);
+        const rooms = [...state.rooms];
+        state.rooms.clear();
+        await Promise.all([
+          this.rateLimits.reset(state.tenantId, `conn:${state.connectionId}:message`, MINUTE_MS).catch(() => undefined),
+          this.rateLimits.reset(state.tenantId, `conn:${state.connectionId}:control`, MINUTE_MS).catch(() => undefined)
+        ]);
+        // Presence first: the offline push goes to the rooms the user is still recorded in.
+        await this.broker
+          .call("presence.disconnect", { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId }, { timeout: 5000, retries: 0 })
+          .catch((err: Error) => this.logger.warn("Presence disconnect failed", { connectionId: state.connectionId, error: err.message }));
+        if (rooms.length > 0) {
+          await this.broker
+            .call("rooms.leaveAll", { tenantId: state.tenantId, connectionId: state.connectionId }, { timeout: 5000, retries: 0 })
+            .catch((err: Error) => this.logger.warn("Room cleanup failed; the node cleanup will retry", { connectionId: state.connectionId, error: err.message }));
+        }
+      },
+
+      /** Refreshes presence of every local connection; re-registers those the store lost. */
+      async heartbeatConnections(this: GatewayThis) {
+        const sockets = [...this.pf2().sockets.values()];
+        for (let start = 0; start < sockets.length; start += HEARTBEAT_CHUNK) {
+          const chunk = sockets.slice(start, start + HEARTBEAT_CHUNK).map(stateOf);
+          const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
+          const { unknown } = await this.broker.call<{ unknown: typeof refs }, { connections: typeof refs }>(
+            "presence.heartbeat",
+            { connections: refs },
+            { timeout: 10_000, retries: 0 }
+          );
+          const lost = new Set(unknown.map(ref => ref.connectionId));
+          for (const state of chunk) {
+            if (!lost.has(state.connectionId)) continue;
+            await this.registerConnection(state);
+            for (const roomId of state.rooms) {
+              await this.broker.call("rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            }
+          }
+        }
+      },
+
+      async deliver(this: GatewayThis, delivery: Delivery) {
+        await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
+      },
+
+      async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
+        const key = `conn:${state.connectionId}:${bucket}`;
+        const limit = this.config.wsMessageRateLimit;
+        const now = Date.now();
+        try {
+          return await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+        } catch (err) {
+          this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
+          return this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+        }
+      },
+
+      async callAs<T>(this: GatewayThis, state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T> {
+        return this.broker.call<T, Record<string, unknown>>(action, params, { meta: metaFor(state), timeout: 5000, retries: 0 });
+      },
+
+      reportTenantViolation(this: GatewayThis, state: ConnectionState, requestedTenantId: unknown, event: string) {
+        this.logger.warn("Tenant violation refused", { tenantId: state.tenantId, userId: state.userId, requestedTenantId: String(requestedTenantId), event });
+        this.broker.emit(TENANT_VIOLATION_EVENT, {
+          tenantId: state.tenantId,
+          userId: state.userId,
+          requestedTenantId: String(requestedTenantId),
+          via: "socket.io",
+          event,
+          connectionId: state.connectionId,
+          nodeID: this.broker.nodeID,
+          at: new Date().toISOString()
+        });
+      },
+
+      async healthReport(this: GatewayThis) {
+        const now = new Date().toISOString();
+        const active = this.io ? this.pf2().sockets.size : 0;
+        const services: Record<string, Record<string, unknown>> = {
+          websocket: {
+            status: this.accepting ? "healthy" : "unhealthy",
+            activeConnections: active,
+            maxConnections: this.config.wsMaxConnections,
+            nodeID: this.broker.nodeID,
+            lastCheck: now
+          }
+        };
+        let degraded = false;
+        if (this.redis) {
+          try {
+            const latency = await pingLatencyMs(this.redis);
+            services.redis = { status: "healthy", latency: Math.round(latency * 100) / 100, lastCheck: now };
+          } catch (err) {
+            degraded = true;
+            services.redis = { status: "unhealthy", error: (err as Error).message, lastCheck: now };
+          }
+        }
+        for (const name of ["presence", "rooms"]) {
+          const available = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === name);
+          services[name] = { status: available ? "healthy" : "unhealthy", lastCheck: now };
+          if (!available) degraded = true;
+        }
+        const status = !this.accepting ? "unhealthy" : degraded ? "degraded" : "healthy";
+        return { status, body: { status, services, timestamp: now } };
+      }
+    },
+
+    created(this: GatewayThis) {
+      this.config = config;
+      this.nodeID = this.broker.nodeID;
+      this.verifier = createTokenVerifier(config);
+      this.rateLimits = createRateLimitStore(config);
+      this.fallbackRateLimits = new MemoryRateLimitStore();
+      if (config.redisUrl) this.redis = acquireRedis(config.redisUrl);
+      this.accepting = true;
+    },
+
+    started(this: GatewayThis) {
+      this.pf2().on("connection", (socket: Socket) => {
+        this.onPf2Connection(socket).catch((err: Error) => this.logger.error("Connection set-up failed", { connectionId: socket.id, error: err.message }));
+      });
+      const everyMs = Math.max(1000, Math.floor((config.presenceTtlSeconds * 1000) / 3));
+      this.heartbeatTimer = setInterval(() => {
+        this.heartbeatConnections().catch((err: Error) => this.logger.warn("Presence heartbeat failed", { error: err.message }));
+      }, everyMs);
+      this.heartbeatTimer.unref();
+    },
+
+    async stopped(this: GatewayThis) {
+      this.accepting = false;
+      if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      await this.rateLimits.close();
+      await this.fallbackRateLimits.close();
+      if (config.redisUrl) await releaseRedis(config.redisUrl);
+    }
+  };
+}
+
+function bearerFromHeaders(socket: Socket): unknown {
+  return bearerToken(socket.handshake.headers.authorization);
+}
+
+/** Closes the connection when its token expires: a socket is never more trusted than its token. */
+function scheduleExpiry(socket: Socket, state: ConnectionState) {
+  if (state.principal.exp === undefined) return;
+  const inMs = state.principal.exp * 1000 - Date.now();
+  state.expiryTimer = setTimeout(
+    () => {
+      if (state.principal.exp !== undefined && state.principal.exp * 1000 > Date.now()) return scheduleExpiry(socket, state);
+      socket.emit(PF2_EVENTS.error, { error: "Token expired", code: ErrorCode.AUTH_FAILED, details: { reason: "expired" } });
+      socket.disconnect(true);
+    },
+    Math.max(0, Math.min(inMs, MAX_TIMER_MS))
+  );
+  state.expiryTimer.unref();
+}
+
+export default () => createGatewayService(loadConfig());

@@ -1,0 +1,40 @@
+/**
+ * Sliding-window rate limits per tenant: `limit` hits per `windowMs`, estimated from the current
+ * and the previous fixed window (the previous one weighted by how much of it still overlaps).
+ * This bounds bursts at window edges to the limit, unlike a plain fixed window.
+ *
+ * A refused hit is not counted, so a client that keeps trying is not locked out longer than the
+ * window, and the limit holds exactly even when several nodes count the same key.
+ */
+export interface RateLimitResult {
+  allowed: boolean;
+  /** Hits left in the current estimate (0 when refused). */
+  remaining: number;
+  /** When refused: milliseconds until a hit is likely to be allowed again. */
+  retryAfterMs: number;
+}
+
+export interface RateLimitStore {
+  /** Counts one hit for `key` of the tenant, unless it would exceed the limit. */
+  consume(tenantId: string, key: string, limit: number, windowMs: number, now: number): Promise<RateLimitResult>;
+
+  /** Forgets a key (a closed connection); `windowMs` is the window it was counted with. */
+  reset(tenantId: string, key: string, windowMs?: number, now?: number): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+/** Shared arithmetic of the sliding window, so every backend decides the same way. */
+export function slidingEstimate(previous: number, current: number, now: number, windowMs: number): number {
+  const elapsed = (now % windowMs) / windowMs;
+  return previous * (1 - elapsed) + current;
+}
+
+export function retryAfter(previous: number, current: number, limit: number, now: number, windowMs: number): number {
+  const windowEnd = (Math.floor(now / windowMs) + 1) * windowMs;
+  if (previous === 0 || current >= limit) return windowEnd - now;
+  // The previous window's weight decays linearly; find when previous*(1-e) + current <= limit - 1.
+  const neededElapsed = 1 - (limit - 1 - current) / previous;
+  const at = Math.floor(now / windowMs) * windowMs + Math.ceil(Math.max(0, neededElapsed) * windowMs);
+  return Math.max(1, Math.min(windowEnd, at) - now);
+}

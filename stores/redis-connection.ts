@@ -1,0 +1,76 @@
+import Redis from "ioredis";
+
+/**
+ * One Redis client per URL per process, shared by every store of the process.
+ *
+ * Commands fail fast while Redis is unreachable (no offline queue), so callers see an error at
+ * once and degrade instead of hanging; the client keeps reconnecting in the background.
+ */
+const clients = new Map<string, { client: Redis; users: number }>();
+
+export function acquireRedis(url: string): Redis {
+  const entry = clients.get(url);
+  if (entry) {
+    entry.users += 1;
+    return entry.client;
+  }
+  const client = new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    retryStrategy: times => Math.min(100 * times, 1000),
+    lazyConnect: false
+  });
+  // Without a listener ioredis reports every failed reconnect as an unhandled error.
+  client.on("error", () => undefined);
+  clients.set(url, { client, users: 1 });
+  return client;
+}
+
+export async function releaseRedis(url: string): Promise<void> {
+  const entry = clients.get(url);
+  if (!entry) return;
+  entry.users -= 1;
+  if (entry.users > 0) return;
+  clients.delete(url);
+  try {
+    await entry.client.quit();
+  } catch {
+    entry.client.disconnect();
+  }
+}
+
+/** Waits until the client is ready, up to `timeoutMs`; resolves false instead of throwing. */
+export function whenReady(client: Redis, timeoutMs: number): Promise<boolean> {
+  if (client.status === "ready") return Promise.resolve(true);
+  return new Promise(resolve => {
+    const timer = setTimeout(() => {
+      client.off("ready", onReady);
+      resolve(false);
+    }, timeoutMs);
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    client.once("ready", onReady);
+  });
+}
+
+export type LuaScript = (keys: string[], args: Array<string | number>) => Promise<unknown>;
+
+/** Registers a Lua script once per client and returns a typed caller (EVALSHA with EVAL fallback). */
+export function defineScript(client: Redis, name: string, lua: string): LuaScript {
+  const commands = client as unknown as Record<string, (...args: Array<string | number>) => Promise<unknown>>;
+  if (typeof commands[name] !== "function") client.defineCommand(name, { lua });
+  return (keys, args) => commands[name](keys.length, ...keys, ...args);
+}
+
+/** Measures a PING round trip; throws when Redis is unreachable. */
+export async function pingLatencyMs(client: Redis, timeoutMs = 1000): Promise<number> {
+  const started = process.hrtime.bigint();
+  await Promise.race([
+    client.ping(),
+    new Promise((_, reject) => setTimeout(() => reject(new Error("Redis ping timed out")), timeoutMs).unref())
+  ]);
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
