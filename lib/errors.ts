@@ -74,17 +74,18 @@ export function toClientError(err: unknown): { status: number; body: ClientError
         body: withDetails("Invalid request", ErrorCode.INVALID_REQUEST, validationDetails(e.data))
       };
     }
-    if (e.code === 404 || e.type === "SERVICE_NOT_FOUND" || e.type === "NOT_FOUND") {
-      return { status: 404, body: { error: "Not found", code: ErrorCode.NOT_FOUND } };
-    }
-    if (e.code === 413) {
-      return { status: 413, body: { error: "Request entity too large", code: ErrorCode.INVALID_REQUEST } };
-    }
+    // Before the 404 branch: Moleculer's ServiceNotAvailableError carries code 404.
     if (e.code === 503 || e.code === 504 || e.type === "SERVICE_NOT_AVAILABLE" || e.type === "REQUEST_TIMEOUT") {
       return {
         status: 503,
         body: { error: "Service temporarily unavailable", code: ErrorCode.INTERNAL_ERROR, details: { retryable: true } }
       };
+    }
+    if (e.code === 404 || e.type === "SERVICE_NOT_FOUND" || e.type === "NOT_FOUND") {
+      return { status: 404, body: { error: "Not found", code: ErrorCode.NOT_FOUND } };
+    }
+    if (e.code === 413) {
+      return { status: 413, body: { error: "Request entity too large", code: ErrorCode.INVALID_REQUEST } };
     }
   }
   return { status: 500, body: { error: "Internal server error", code: ErrorCode.INTERNAL_ERROR } };

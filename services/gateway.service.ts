@@ -6,6 +6,7 @@ import { SocketIOMixin } from "../types/moleculer-io";
 import type { Namespace, Server as IOServer, Socket } from "socket.io";
 import type Redis from "ioredis";
 import { bearerToken, createTokenVerifier, isIdentifier, type Principal, type TokenVerifier } from "../lib/auth";
+import { asServiceSchema } from "../types/service-schema";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
 import { DELIVERY_EVENT, emitLocally, type Delivery, type DeliveryTarget } from "../lib/delivery";
@@ -61,8 +62,8 @@ function handshakeError(err: unknown): Error & { data: unknown } {
   return error;
 }
 
-export function createGatewayService(config: Config): ServiceSchema<Record<string, unknown>, GatewayThis> {
-  return {
+export function createGatewayService(config: Config): ServiceSchema {
+  return asServiceSchema<Record<string, unknown>, GatewayThis>({
     name: "gateway",
     mixins: [ApiGateway, SocketIOMixin, TenantScopeMixin()],
 
@@ -426,7 +427,7 @@ export function createGatewayService(config: Config): ServiceSchema<Record<strin
       await this.fallbackRateLimits.close();
       if (config.redisUrl) await releaseRedis(config.redisUrl);
     }
-  };
+  });
 }
 
 function bearerFromHeaders(socket: Socket): unknown {

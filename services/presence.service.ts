@@ -1,4 +1,5 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
+import { asServiceSchema } from "../types/service-schema";
 import { loadConfig, type Config } from "../lib/config";
 import { DELIVERY_EVENT, type Delivery } from "../lib/delivery";
 import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
@@ -26,8 +27,8 @@ export function presenceEventOf(presence: Presence) {
   return metadata === undefined ? { userId, status, lastSeen } : { userId, status, metadata, lastSeen };
 }
 
-export function createPresenceService(config: Config): ServiceSchema<Record<string, never>, PresenceThis> {
-  return {
+export function createPresenceService(config: Config): ServiceSchema {
+  return asServiceSchema<Record<string, never>, PresenceThis>({
     name: "presence",
     mixins: [TenantScopeMixin()],
 
@@ -154,7 +155,7 @@ export function createPresenceService(config: Config): ServiceSchema<Record<stri
       if (this.sweeper) clearInterval(this.sweeper);
       await this.store.close();
     }
-  };
+  });
 }
 
 export default () => createPresenceService(loadConfig());

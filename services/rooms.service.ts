@@ -1,5 +1,6 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { CallerMeta } from "../lib/context";
+import { asServiceSchema } from "../types/service-schema";
 import { loadConfig, type Config } from "../lib/config";
 import { authzFailed } from "../lib/errors";
 import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
@@ -19,8 +20,8 @@ const identifier = { type: "string", min: 1, max: 128 } as const;
 /** Roles that may inspect any room of their own tenant without being in it. */
 const ROOM_ADMIN_ROLES = new Set(["admin", "service", "super_admin"]);
 
-export function createRoomsService(config: Config): ServiceSchema<Record<string, never>, RoomsThis> {
-  return {
+export function createRoomsService(config: Config): ServiceSchema {
+  return asServiceSchema<Record<string, never>, RoomsThis>({
     name: "rooms",
     mixins: [TenantScopeMixin()],
 
@@ -99,7 +100,7 @@ export function createRoomsService(config: Config): ServiceSchema<Record<string,
     async stopped(this: RoomsThis) {
       await this.store.close();
     }
-  };
+  });
 }
 
 export default () => createRoomsService(loadConfig());

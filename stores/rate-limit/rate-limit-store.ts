@@ -32,9 +32,16 @@ export function slidingEstimate(previous: number, current: number, now: number, 
 
 export function retryAfter(previous: number, current: number, limit: number, now: number, windowMs: number): number {
   const windowEnd = (Math.floor(now / windowMs) + 1) * windowMs;
-  if (previous === 0 || current >= limit) return windowEnd - now;
+  if (current >= limit) {
+    // This window is full: in the next one it becomes the previous window, and a hit passes once
+    // its weight has decayed so that current*(1-e) + 1 <= limit.
+    // (In whole milliseconds, computed without a rounded fraction so the hint is not 1 ms late.)
+    const nextElapsedMs = current === 0 ? 0 : Math.ceil((windowMs * (current - limit + 1)) / current);
+    return windowEnd + Math.max(0, nextElapsedMs) - now;
+  }
+  if (previous === 0) return windowEnd - now;
   // The previous window's weight decays linearly; find when previous*(1-e) + current <= limit - 1.
-  const neededElapsed = 1 - (limit - 1 - current) / previous;
-  const at = Math.floor(now / windowMs) * windowMs + Math.ceil(Math.max(0, neededElapsed) * windowMs);
+  const neededElapsedMs = Math.ceil((windowMs * (previous - (limit - 1 - current))) / previous);
+  const at = Math.floor(now / windowMs) * windowMs + Math.max(0, neededElapsedMs);
   return Math.max(1, Math.min(windowEnd, at) - now);
 }

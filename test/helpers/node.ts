@@ -1,0 +1,49 @@
+import type { AddressInfo } from "node:net";
+import type { Server } from "node:http";
+import { ServiceBroker, type BrokerOptions, type Service } from "moleculer";
+import { loadConfig, type Config } from "../../lib/config";
+import { createGatewayService } from "../../services/gateway.service";
+import { createPresenceService } from "../../services/presence.service";
+import { createRoomsService } from "../../services/rooms.service";
+import { TEST_SECRET } from "./tokens";
+
+export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
+
+export type ServiceName = "gateway" | "presence" | "rooms";
+
+export interface TestNode {
+  broker: ServiceBroker;
+  config: Config;
+  /** HTTP port of the gateway (REST and Socket.IO), when the node runs one. */
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export interface NodeOptions {
+  services?: ServiceName[];
+  config?: Partial<Config>;
+  broker?: Partial<BrokerOptions>;
+}
+
+/** Starts a real broker with real services; the gateway listens on a free port of 127.0.0.1. */
+export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
+  const config = loadConfig({}, { jwtSecret: TEST_SECRET, wsPort: 0, wsHost: "127.0.0.1", ...options.config });
+  const broker = new ServiceBroker({
+    logger: false,
+    transporter: null,
+    requestTimeout: 5000,
+    heartbeatInterval: 1,
+    heartbeatTimeout: 4,
+    ...options.broker
+  });
+  const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService };
+  for (const name of options.services ?? (["gateway", "presence", "rooms"] as ServiceName[])) {
+    broker.createService(factories[name](config));
+  }
+  await broker.start();
+  let port = 0;
+  const gateway = broker.getLocalService("gateway") as (Service & { server?: Server }) | undefined;
+  if (gateway?.server) port = (gateway.server.address() as AddressInfo).port;
+  return { broker, config, port, url: `http://127.0.0.1:${port}`, stop: () => broker.stop() };
+}

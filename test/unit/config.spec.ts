@@ -1,0 +1,150 @@
+import jwt from "jsonwebtoken";
+import { createTokenVerifier } from "../../lib/auth";
+import { DEV_JWT_SECRET, loadConfig } from "../../lib/config";
+import { rsaKeys } from "../helpers/tokens";
+
+describe("loadConfig", () => {
+  it("defaults match seed 001", () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      wsPort: 3000,
+      wsPath: "/socket.io",
+      wsMaxConnections: 50000,
+      wsMessageRateLimit: 100,
+      wsMaxPayloadBytes: 65536,
+      presenceTtlSeconds: 60
+    });
+  });
+
+  it("defaults the remaining knobs to an embedded, unconfigured deployment", () => {
+    expect(loadConfig({})).toEqual({
+      wsPort: 3000,
+      wsHost: "0.0.0.0",
+      wsPath: "/socket.io",
+      wsPingIntervalMs: 30000,
+      wsPingTimeoutMs: 60000,
+      wsMaxConnections: 50000,
+      wsMessageRateLimit: 100,
+      wsMaxPayloadBytes: 65536,
+      wsMaxRoomsPerConnection: 1000,
+      presenceTtlSeconds: 60,
+      redisUrl: undefined,
+      redisKeyPrefix: "pf2",
+      jwtSecret: DEV_JWT_SECRET,
+      jwtPublicKey: undefined,
+      corsOrigin: undefined
+    });
+  });
+
+  it("reads every variable from the given environment", () => {
+    const config = loadConfig({
+      WS_PORT: "8080",
+      WS_HOST: "127.0.0.1",
+      WS_PATH: "/rt",
+      WS_PING_INTERVAL: "1000",
+      WS_PING_TIMEOUT: "2000",
+      WS_MAX_CONNECTIONS: "10",
+      WS_MESSAGE_RATE_LIMIT: "5",
+      WS_MAX_PAYLOAD_BYTES: "1024",
+      WS_MAX_ROOMS_PER_CONNECTION: "3",
+      PRESENCE_TTL_SECONDS: "15",
+      REDIS_URL: "redis://cache:6379",
+      REDIS_KEY_PREFIX: "staging",
+      JWT_SECRET: "s3cret",
+      CORS_ORIGIN: "https://app.example"
+    });
+    expect(config).toEqual({
+      wsPort: 8080,
+      wsHost: "127.0.0.1",
+      wsPath: "/rt",
+      wsPingIntervalMs: 1000,
+      wsPingTimeoutMs: 2000,
+      wsMaxConnections: 10,
+      wsMessageRateLimit: 5,
+      wsMaxPayloadBytes: 1024,
+      wsMaxRoomsPerConnection: 3,
+      presenceTtlSeconds: 15,
+      redisUrl: "redis://cache:6379",
+      redisKeyPrefix: "staging",
+      jwtSecret: "s3cret",
+      jwtPublicKey: undefined,
+      corsOrigin: "https://app.example"
+    });
+  });
+
+  it("treats blank values as unset", () => {
+    const config = loadConfig({ WS_PORT: "", WS_PATH: "   ", REDIS_URL: " ", JWT_SECRET: "" });
+    expect(config.wsPort).toBe(3000);
+    expect(config.wsPath).toBe("/socket.io");
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.jwtSecret).toBe(DEV_JWT_SECRET);
+  });
+
+  it("accepts WS_PORT 0 (any free port)", () => {
+    expect(loadConfig({ WS_PORT: "0" }).wsPort).toBe(0);
+  });
+
+  it.each([
+    ["WS_PORT", "abc"],
+    ["WS_PORT", "30.5"],
+    ["WS_PORT", "-1"],
+    ["WS_MAX_CONNECTIONS", "0"],
+    ["WS_MAX_CONNECTIONS", "1e400"],
+    ["WS_MESSAGE_RATE_LIMIT", "ten"],
+    ["WS_MAX_PAYLOAD_BYTES", "64k"],
+    ["PRESENCE_TTL_SECONDS", "0"],
+    ["WS_PING_INTERVAL", "NaN"]
+  ])("refuses %s=%j", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
+  });
+
+  it("refuses to start in production without a JWT key", () => {
+    expect(() => loadConfig({ NODE_ENV: "production" })).toThrow(/JWT_SECRET|JWT_PUBLIC_KEY/);
+    expect(() => loadConfig({ NODE_ENV: "production", JWT_SECRET: "  " })).toThrow();
+  });
+
+  it("starts in production with either key, and never adds the dev secret there", () => {
+    expect(loadConfig({ NODE_ENV: "production", JWT_SECRET: "prod-secret" }).jwtSecret).toBe("prod-secret");
+    const withKey = loadConfig({ NODE_ENV: "production", JWT_PUBLIC_KEY: "-----BEGIN PUBLIC KEY-----\\nabc\\n-----END PUBLIC KEY-----" });
+    expect(withKey.jwtSecret).toBeUndefined();
+    expect(loadConfig({ NODE_ENV: "production" }, { jwtSecret: "from-override" }).jwtSecret).toBe("from-override");
+  });
+
+  it("adds the dev secret only when no key at all is configured", () => {
+    expect(loadConfig({ NODE_ENV: "development" }).jwtSecret).toBe(DEV_JWT_SECRET);
+    expect(loadConfig({ JWT_PUBLIC_KEY: "key" }).jwtSecret).toBeUndefined();
+  });
+
+  it("converts literal \\n escapes of JWT_PUBLIC_KEY into newlines, giving a usable key", () => {
+    const { publicKey, privateKey } = rsaKeys();
+    const escaped = publicKey.trim().replace(/\n/g, "\\n");
+    expect(escaped).not.toContain("\n");
+    const config = loadConfig({ JWT_PUBLIC_KEY: escaped });
+    expect(config.jwtPublicKey).toBe(publicKey.trim());
+    const token = jwt.sign({ tenantId: "t", userId: "u" }, privateKey, { algorithm: "RS256" });
+    expect(createTokenVerifier(config).verify(token)).toMatchObject({ tenantId: "t", userId: "u" });
+  });
+
+  it("keeps a PEM with real newlines as is", () => {
+    const { publicKey } = rsaKeys();
+    expect(loadConfig({ JWT_PUBLIC_KEY: publicKey }).jwtPublicKey).toBe(publicKey);
+  });
+
+  it("lets overrides win over the environment", () => {
+    const config = loadConfig({ WS_PORT: "8080", REDIS_URL: "redis://a" }, { wsPort: 0, redisUrl: undefined, wsHost: "127.0.0.1" });
+    expect(config.wsPort).toBe(0);
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.wsHost).toBe("127.0.0.1");
+  });
+
+  it("does not read process.env when an environment is given", () => {
+    const saved = process.env.WS_PORT;
+    process.env.WS_PORT = "9999";
+    try {
+      expect(loadConfig({}).wsPort).toBe(3000);
+    } finally {
+      if (saved === undefined) delete process.env.WS_PORT;
+      else process.env.WS_PORT = saved;
+    }
+  });
+});
