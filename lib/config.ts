@@ -69,6 +69,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     corsOrigin: stringFrom(env, "CORS_ORIGIN"),
     ...overrides
   };
+  if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {
+    throw new Error(`REDIS_URL must be a redis:// or rediss:// URL, got "${config.redisUrl}"`);
+  }
   if (!config.jwtSecret && !config.jwtPublicKey) {
     // The embedded default must start with nothing configured; a fixed dev secret would be a
     // silent backdoor in production, so refuse to guess when NODE_ENV says production.

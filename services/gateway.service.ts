@@ -71,6 +71,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       port: config.wsPort,
       ip: config.wsHost,
       log4XXResponses: false,
+      logRouteRegistration: "debug",
       logRequest: "debug",
       logResponse: "debug",
       logRequestParams: null,
@@ -121,6 +122,12 @@ export function createGatewayService(config: Config): ServiceSchema {
     },
 
     actions: {
+      // moleculer-io's generic actions take raw Socket.IO room names (no tenant) and, being
+      // load-balanced, reach one gateway only; `send` replaces them.
+      call: false,
+      broadcast: false,
+      getClients: false,
+
       /**
        * Push an event to clients from inside the cluster (event bus, other services, operators):
        * `broker.call("gateway.send", {tenantId, userId | roomId | connectionId | all: true, event, payload})`.
