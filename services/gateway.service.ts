@@ -16,7 +16,7 @@ import { TENANT_VIOLATION_EVENT, TenantScopeMixin } from "../mixins/tenant-scope
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
-import { acquireRedis, pingLatencyMs, releaseRedis } from "../stores/redis-connection";
+import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
 
@@ -416,11 +416,14 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.accepting = true;
     },
 
-    started(this: GatewayThis) {
+    async started(this: GatewayThis) {
+      // Health is truthful from the first request; a Redis that is down only delays start by 2 s.
+      if (this.redis) await whenReady(this.redis, 2000);
       this.pf2().on("connection", (socket: Socket) => {
         this.onPf2Connection(socket).catch((err: Error) => this.logger.error("Connection set-up failed", { connectionId: socket.id, error: err.message }));
       });
-      const everyMs = Math.max(1000, Math.floor((config.presenceTtlSeconds * 1000) / 3));
+      // Three heartbeats per TTL, so one lost round never expires a live connection.
+      const everyMs = Math.max(250, Math.floor((config.presenceTtlSeconds * 1000) / 3));
       this.heartbeatTimer = setInterval(() => {
         this.heartbeatConnections().catch((err: Error) => this.logger.warn("Presence heartbeat failed", { error: err.message }));
       }, everyMs);

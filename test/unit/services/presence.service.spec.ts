@@ -6,6 +6,7 @@ import { createRoomsService } from "../../../services/rooms.service";
 import {
   ISO_DATE,
   asClient,
+  callAs,
   deliveryRecorder,
   eventually,
   newBroker,
@@ -166,7 +167,7 @@ describe("presence.update", () => {
   });
 
   it("pushes a status change with its metadata, and nothing for the same status again", async () => {
-    const away = await broker.call<StoredPresence>("presence.update", { tenantId: "t1", userId: "u1", status: "away", metadata: { text: "lunch" } });
+    const away = await callAs<StoredPresence>(broker, "presence.update", { tenantId: "t1", userId: "u1", status: "away", metadata: { text: "lunch" } });
     expect(away).toMatchObject({ status: "away", metadata: { text: "lunch" } });
     await eventually(() => deliveries.length === 1, 1000, "away push");
     expect(deliveries[0]).toEqual({
@@ -189,7 +190,7 @@ describe("presence.update", () => {
   });
 
   it("does not bring a disconnected user back online", async () => {
-    const result = await broker.call<StoredPresence>("presence.update", { tenantId: "t1", userId: "ghost", status: "online" });
+    const result = await callAs<StoredPresence>(broker, "presence.update", { tenantId: "t1", userId: "ghost", status: "online" });
     expect(result).toMatchObject({ userId: "ghost", status: "offline", connections: 0 });
     await settle();
     expect(deliveries).toEqual([]);
@@ -222,7 +223,7 @@ describe("presence.get / presence.getMany", () => {
 
   it("getMany answers in the order asked", async () => {
     await connect("t1", "b", "cb");
-    const many = await broker.call<PresenceView[]>("presence.getMany", { tenantId: "t1", userIds: ["a", "b", "c"] });
+    const many = await callAs<PresenceView[]>(broker, "presence.getMany", { tenantId: "t1", userIds: ["a", "b", "c"] });
     expect(many).toEqual([
       { userId: "a", status: "offline", lastSeen: null },
       { userId: "b", status: "online", lastSeen: expect.stringMatching(ISO_DATE) },
@@ -241,7 +242,7 @@ describe("presence.get / presence.getMany", () => {
 describe("presence.heartbeat", () => {
   it("returns the connections the store does not know, stripped of extra fields", async () => {
     await connect("t1", "u1", "c1");
-    const result = await broker.call<{ unknown: ConnRef[] }>("presence.heartbeat", {
+    const result = await callAs<{ unknown: ConnRef[] }>(broker, "presence.heartbeat", {
       connections: [
         { tenantId: "t1", userId: "u1", connectionId: "c1" },
         { tenantId: "t1", userId: "u1", connectionId: "c-lost", extra: "dropped" },
@@ -279,7 +280,7 @@ describe("$node.disconnected", () => {
 
     broker.broadcastLocal("$node.disconnected", { node: { id: "gw-x" }, unexpected: true });
 
-    await eventually(async () => (await broker.call<string[]>("rooms.ofUser", { tenantId: "t1", userId: "u1" })).length === 0, 2000, "room cleanup");
+    await eventually(async () => (await callAs<string[]>(broker, "rooms.ofUser", { tenantId: "t1", userId: "u1" })).length === 0, 2000, "room cleanup");
     expect(await get("t1", "u1")).toMatchObject({ status: "offline" });
     expect(await get("t1", "u2")).toMatchObject({ status: "online" });
     expect(await get("t1", "u3")).toMatchObject({ status: "online" });

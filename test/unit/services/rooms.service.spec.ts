@@ -1,6 +1,6 @@
 import type { ServiceBroker } from "moleculer";
 import { createRoomsService } from "../../../services/rooms.service";
-import { asClient, eventually, newBroker, rejectionOf, settle, stopAll, testConfig, violationRecorder, type TenantViolationRecord } from "./support";
+import { asClient, callAs, eventually, newBroker, rejectionOf, settle, stopAll, testConfig, violationRecorder, type TenantViolationRecord } from "./support";
 
 interface Member {
   userId: string;
@@ -23,11 +23,11 @@ beforeEach(async () => {
 afterEach(() => stopAll(brokers));
 
 const join = (tenantId: string, roomId: string, userId: string, connectionId: string, nodeId = "gw-1") =>
-  broker.call<{ roomId: string; joined: boolean }>("rooms.join", { tenantId, roomId, userId, connectionId, nodeId });
+  callAs<{ roomId: string; joined: boolean }>(broker, "rooms.join", { tenantId, roomId, userId, connectionId, nodeId });
 const members = (tenantId: string, roomId: string, opts?: { meta: object }) =>
   broker.call<{ roomId: string; members: Member[] }, { tenantId: string; roomId: string }>("rooms.members", { tenantId, roomId }, opts);
-const ofUser = (tenantId: string, userId: string) => broker.call<string[]>("rooms.ofUser", { tenantId, userId });
-const ofConnection = (tenantId: string, connectionId: string) => broker.call<string[]>("rooms.ofConnection", { tenantId, connectionId });
+const ofUser = (tenantId: string, userId: string) => callAs<string[]>(broker, "rooms.ofUser", { tenantId, userId });
+const ofConnection = (tenantId: string, connectionId: string) => callAs<string[]>(broker, "rooms.ofConnection", { tenantId, connectionId });
 
 const byConnection = (a: Member, b: Member) => a.connectionId.localeCompare(b.connectionId);
 
@@ -90,7 +90,7 @@ describe("rooms.leaveAll", () => {
     await join("t1", "r2", "u1", "c1");
     await join("t1", "r2", "u2", "c2");
 
-    const { roomIds } = await broker.call<{ roomIds: string[] }>("rooms.leaveAll", { tenantId: "t1", connectionId: "c1" });
+    const { roomIds } = await callAs<{ roomIds: string[] }>(broker, "rooms.leaveAll", { tenantId: "t1", connectionId: "c1" });
     expect(roomIds.sort()).toEqual(["r1", "r2"]);
     expect(await ofConnection("t1", "c1")).toEqual([]);
     expect(await ofUser("t1", "u1")).toEqual([]);

@@ -92,15 +92,7 @@ export function deliveryRecorder(deliveries: Delivery[]): ServiceSchema {
   };
 }
 
-/** Waits until `predicate` holds, polling every 10 ms. */
-export async function eventually(predicate: () => boolean | Promise<boolean>, timeoutMs = 3000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await predicate()) return;
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise(r => setTimeout(r, 10));
-  }
-}
+export { eventually } from "../../helpers/client";
 
 /** Lets in-flight events arrive; used only to prove that something did NOT arrive. */
 export const settle = (ms = 50) => new Promise(r => setTimeout(r, ms));
@@ -111,3 +103,8 @@ export async function stopAll(brokers: ServiceBroker[]): Promise<void> {
 }
 
 export const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** `broker.call` with the result type only (Moleculer's typings want both or neither type argument). */
+export function callAs<T>(broker: ServiceBroker, action: string, params: object = {}, opts?: { meta: object }): Promise<T> {
+  return broker.call<T, object>(action, params, opts);
+}
