@@ -25,6 +25,16 @@ export interface Config {
   jwtSecret: string | undefined;
   jwtPublicKey: string | undefined;
   corsOrigin: string | undefined;
+  /** EVENT_BUS_RETENTION_PERIOD: events older than this are trimmed from the log (ms). */
+  eventBusRetentionMs: number;
+  /** Per-tenant size cap of the log. */
+  eventBusMaxEventsPerTenant: number;
+  /** EVENT_BUS_MAX_RETRIES: handler attempts before an event is dead-lettered. */
+  eventBusMaxRetries: number;
+  /** Publishes one tenant may make per second. */
+  eventBusPublishRateLimit: number;
+  /** Polls one client may make per minute. */
+  pollRateLimit: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -67,6 +77,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     jwtSecret: stringFrom(env, "JWT_SECRET"),
     jwtPublicKey: pemFrom(env, "JWT_PUBLIC_KEY"),
     corsOrigin: stringFrom(env, "CORS_ORIGIN"),
+    eventBusRetentionMs: intFrom(env, "EVENT_BUS_RETENTION_PERIOD", 7 * 24 * 60 * 60 * 1000, 1000),
+    eventBusMaxEventsPerTenant: intFrom(env, "EVENT_BUS_MAX_EVENTS_PER_TENANT", 100_000, 1),
+    eventBusMaxRetries: intFrom(env, "EVENT_BUS_MAX_RETRIES", 3, 0),
+    eventBusPublishRateLimit: intFrom(env, "EVENT_BUS_PUBLISH_RATE_LIMIT", 1000, 1),
+    pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
     ...overrides
   };
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {

@@ -3,8 +3,9 @@ import Redis from "ioredis";
 /**
  * One Redis client per URL per process, shared by every store of the process.
  *
- * Commands fail fast while Redis is unreachable (no offline queue), so callers see an error at
- * once and degrade instead of hanging; the client keeps reconnecting in the background.
+ * Until the first connection, commands wait for it (bounded by one connection attempt). After
+ * that, commands fail fast while Redis is unreachable (no offline queue), so callers see an error
+ * at once and degrade instead of hanging; the client keeps reconnecting in the background.
  */
 const clients = new Map<string, { client: Redis; users: number }>();
 
@@ -15,7 +16,7 @@ export function acquireRedis(url: string): Redis {
     return entry.client;
   }
   const client = new Redis(url, {
-    enableOfflineQueue: false,
+    enableOfflineQueue: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     // Closing a client that never connected must not hold the process open for ioredis' default 2 s.
@@ -25,6 +26,9 @@ export function acquireRedis(url: string): Redis {
   });
   // Without a listener ioredis reports every failed reconnect as an unhandled error.
   client.on("error", () => undefined);
+  client.once("ready", () => {
+    client.options.enableOfflineQueue = false;
+  });
   clients.set(url, { client, users: 1 });
   return client;
 }

@@ -1,0 +1,196 @@
+import { randomBytes } from "node:crypto";
+import type Redis from "ioredis";
+import { tenantKey } from "../../lib/keys";
+import { defineScript, type LuaScript } from "../redis-connection";
+import { formatPosition, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
+
+/*
+ * One Redis Stream per tenant (every key prefixed with REDIS_KEY_PREFIX):
+ *   t:<tenant>:events            stream  field `e` = the event as JSON; ids are Redis time "ms-seq"
+ *   t:<tenant>:events:epoch      string  the epoch of this stream; a new one after the stream is lost
+ *   t:<tenant>:events:trimmed    string  id of the newest entry trimmed so far
+ *   t:<tenant>:events:id:<id>    string  position of an eventId, expiring with the retention period
+ * Redis 7.0 does not move `max-deleted-entry-id` on XTRIM, so trimming records the newest id it
+ * removes; a cursor older than that has lost history. Retention is measured on Redis' clock, the
+ * same clock that stamps the stream ids.
+ */
+
+// KEYS: stream, trimmed; ARGV (from index `base`): maxLen, retentionMs
+const TRIM_FUNCTION = `
+local function trim(stream, trimmedKey, maxLen, retentionMs)
+  local lastGone = nil
+  local excess = redis.call('XLEN', stream) - maxLen
+  if excess > 0 then
+    local gone = redis.call('XRANGE', stream, '-', '+', 'COUNT', excess)
+    lastGone = gone[#gone][1]
+    redis.call('XTRIM', stream, 'MAXLEN', maxLen)
+  end
+  local t = redis.call('TIME')
+  local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local minId = string.format('%d', math.max(0, nowMs - retentionMs)) .. '-0'
+  local older = redis.call('XREVRANGE', stream, '(' .. minId, '-', 'COUNT', 1)
+  if #older > 0 then
+    lastGone = older[1][1]
+    redis.call('XTRIM', stream, 'MINID', minId)
+  end
+  if lastGone then redis.call('SET', trimmedKey, lastGone) end
+  return lastGone
+end
+`;
+
+// KEYS: stream, epoch, idKey, trimmed; ARGV: newEpoch, json, maxLen, retentionMs
+const APPEND = `${TRIM_FUNCTION}
+local known = redis.call('GET', KEYS[3])
+if known then return {0, known} end
+local epoch = redis.call('GET', KEYS[2])
+if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch)
+  redis.call('DEL', KEYS[4])
+end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2])
+trim(KEYS[1], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]))
+local position = epoch .. '.' .. id
+redis.call('SET', KEYS[3], position, 'PX', ARGV[4])
+return {1, position}
+`;
+
+// KEYS: stream, trimmed; ARGV: maxLen, retentionMs
+const TRIM = `${TRIM_FUNCTION}
+local before = redis.call('XLEN', KEYS[1])
+trim(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
+return before - redis.call('XLEN', KEYS[1])
+`;
+
+// KEYS: stream, epoch, trimmed; ARGV: cursorEpoch ('' = from the start), cursorId, count
+// Returns {status, epoch, trimmedUpTo, lastId, entries}; status 1 = ok, 0 = other epoch or no log.
+const READ = `
+local epoch = redis.call('GET', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  if ARGV[1] == '' then return {1, epoch or '', '0-0', '', {}} end
+  return {0, epoch or '', '0-0', '', {}}
+end
+local trimmed = redis.call('GET', KEYS[3]) or '0-0'
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+local lastId = ''
+if #last > 0 then lastId = last[1][1] end
+local start = '-'
+if ARGV[1] ~= '' then
+  if ARGV[1] ~= epoch then return {0, epoch, trimmed, lastId, {}} end
+  start = '(' .. ARGV[2]
+end
+return {1, epoch, trimmed, lastId, redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', ARGV[3])}
+`;
+
+type StreamEntry = [string, string[]];
+
+export class RedisEventLog implements EventLog {
+  private readonly appendScript: LuaScript;
+  private readonly readScript: LuaScript;
+  private readonly trimScript: LuaScript;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly limits: EventLogLimits,
+    private readonly release: () => Promise<void> = async () => undefined
+  ) {
+    this.appendScript = defineScript(redis, "pf2EventAppend", APPEND);
+    this.readScript = defineScript(redis, "pf2EventRead", READ);
+    this.trimScript = defineScript(redis, "pf2EventTrim", TRIM);
+  }
+
+  /** `now` is ignored: Redis trims by its own clock, which also stamps the stream ids. */
+  async append(tenantId: string, event: BusEvent, _now: number): Promise<AppendResult> {
+    const json = JSON.stringify(event);
+    const [written, position] = (await this.appendScript(
+      [this.streamKey(tenantId), this.epochKey(tenantId), this.idKey(tenantId, event.eventId), this.trimmedKey(tenantId)],
+      [newEpoch(), json, this.limits.maxEventsPerTenant, this.limits.retentionMs]
+    )) as [number, string];
+    if (written === 1) return { event: { ...event, position }, duplicate: false };
+    const original = await this.eventAt(tenantId, position);
+    return { event: original ?? { ...event, position }, duplicate: true };
+  }
+
+  async read(tenantId: string, after: string | undefined, limit: number) {
+    const cursor = after === undefined ? undefined : parsePosition(after);
+    if (after !== undefined && (!cursor || cursor.offset.length !== 2)) {
+      return { events: [], hasMore: false, next: await this.head(tenantId), lost: true };
+    }
+    const cursorId = cursor ? cursor.offset.join("-") : "";
+    const [ok, epoch, trimmedUpTo, lastId, entries] = (await this.readScript(
+      [this.streamKey(tenantId), this.epochKey(tenantId), this.trimmedKey(tenantId)],
+      [cursor ? cursor.epoch : "", cursorId, limit + 1]
+    )) as [number, string, string, string, StreamEntry[]];
+    const head = lastId && epoch ? formatPosition(epoch, lastId) : null;
+    // A cursor is served only if nothing after it was trimmed and it is not ahead of the log.
+    if (ok !== 1 || (cursor && (compareIds(cursorId, trimmedUpTo) < 0 || (lastId !== "" && compareIds(cursorId, lastId) > 0)))) {
+      return { events: [], hasMore: false, next: head, lost: true };
+    }
+    const events = entries.slice(0, limit).map(entry => decode(epoch, entry));
+    const next = events.length > 0 ? events[events.length - 1].position : (after ?? head);
+    return { events, hasMore: entries.length > limit, next, lost: false };
+  }
+
+  async tail(tenantId: string, count: number) {
+    if (count <= 0) return [];
+    const [epoch, entries] = await Promise.all([
+      this.redis.get(this.epochKey(tenantId)),
+      this.redis.xrevrange(this.streamKey(tenantId), "+", "-", "COUNT", count) as Promise<StreamEntry[]>
+    ]);
+    return entries.reverse().map(entry => decode(epoch ?? "", entry));
+  }
+
+  async head(tenantId: string) {
+    const [epoch, entries] = await Promise.all([
+      this.redis.get(this.epochKey(tenantId)),
+      this.redis.xrevrange(this.streamKey(tenantId), "+", "-", "COUNT", 1) as Promise<StreamEntry[]>
+    ]);
+    return epoch && entries.length > 0 ? formatPosition(epoch, entries[0][0]) : null;
+  }
+
+  /** Trims by Redis' clock (see append); `now` is ignored. */
+  async trim(tenantId: string, _now: number) {
+    return (await this.trimScript([this.streamKey(tenantId), this.trimmedKey(tenantId)], [this.limits.maxEventsPerTenant, this.limits.retentionMs])) as number;
+  }
+
+  async close() {
+    await this.release();
+  }
+
+  private async eventAt(tenantId: string, position: string): Promise<StoredEvent | undefined> {
+    const parsed = parsePosition(position);
+    if (!parsed) return undefined;
+    const id = parsed.offset.join("-");
+    const entries = (await this.redis.xrange(this.streamKey(tenantId), id, id)) as StreamEntry[];
+    return entries.length > 0 ? decode(parsed.epoch, entries[0]) : undefined;
+  }
+
+  private streamKey(tenantId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "events")}`;
+  }
+  private epochKey(tenantId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "events", "epoch")}`;
+  }
+  private trimmedKey(tenantId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "events", "trimmed")}`;
+  }
+  private idKey(tenantId: string, eventId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "events", "id", eventId)}`;
+  }
+}
+
+function newEpoch() {
+  return `r${randomBytes(6).toString("hex")}`;
+}
+
+function decode(epoch: string, [id, fields]: StreamEntry): StoredEvent {
+  const json = fields[fields.indexOf("e") + 1];
+  return { ...(JSON.parse(json) as BusEvent), position: formatPosition(epoch, id) };
+}
+
+function compareIds(a: string, b: string): number {
+  const [am, as] = a.split("-").map(Number);
+  const [bm, bs] = b.split("-").map(Number);
+  return am !== bm ? am - bm : (as ?? 0) - (bs ?? 0);
+}
