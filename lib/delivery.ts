@@ -34,7 +34,10 @@ export function emitLocally(nsp: Namespace, delivery: Delivery): void {
     const socket = nsp.sockets.get(target.connectionId);
     // A connection id is not tenant-scoped by itself: check the owner before emitting.
     if (!socket || (socket.data as { tenantId?: string }).tenantId !== tenantId) return;
-    (delivery.volatile ? socket.volatile : socket).emit(delivery.event, delivery.payload);
+    // Through the adapter (every socket is in the room named by its id), so a socket being
+    // replayed holds this push like any other.
+    const operator = nsp.to(target.connectionId);
+    (delivery.volatile ? operator.volatile : operator).emit(delivery.event, delivery.payload);
     return;
   }
   const channels =

@@ -23,13 +23,15 @@ export interface ClassPolicy {
   realtime: boolean;
   /** Delivered as a volatile emit: dropped rather than buffered for a congested client. */
   volatile: boolean;
+  /** Appended to the tenant's log before it is acknowledged, so it can be replayed. */
+  persisted: boolean;
 }
 
 export const classPolicy: Record<InteractionClass, ClassPolicy> = {
-  CLASS_A: { realtime: true, volatile: true },
-  CLASS_B: { realtime: true, volatile: false },
-  CLASS_C: { realtime: true, volatile: false },
-  CLASS_D: { realtime: false, volatile: false }
+  CLASS_A: { realtime: true, volatile: true, persisted: false },
+  CLASS_B: { realtime: true, volatile: false, persisted: true },
+  CLASS_C: { realtime: true, volatile: false, persisted: true },
+  CLASS_D: { realtime: false, volatile: false, persisted: false }
 };
 
 /** Classes a realtime client may use; announced in the `connected` event. */

@@ -5,6 +5,8 @@ import type { Config } from "../lib/config";
 import type { Delivery } from "../lib/delivery";
 import type { RateLimitResult } from "../stores/rate-limit";
 import type { CallerMeta } from "../lib/context";
+import type { Viewer } from "../lib/visibility";
+import type { BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
 
 /** What the gateway keeps per Socket.IO connection (in `socket.data`). */
 export interface ConnectionState {
@@ -17,6 +19,10 @@ export interface ConnectionState {
   rooms: Set<string>;
   connectedAt: number;
   expiryTimer?: NodeJS.Timeout;
+  /** Handshake `auth.lastEventId`: replay the log after this position before going live. */
+  resumeFrom?: string;
+  /** Handshake `auth.rooms`: rooms to rejoin before the replay, so their missed traffic is included. */
+  resumeRooms?: string[];
 }
 
 /** Traffic buckets counted per connection and minute. */
@@ -35,6 +41,10 @@ export interface GatewayHost {
   consumeQuota(state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult>;
   /** Calls a service action on behalf of the connection's user (tenant-checked by the callee). */
   callAs<T>(state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T>;
+  /** Appends to the tenant's log; resolves once durable, rejects when the log is unreachable. */
+  appendEvent(event: BusEvent): Promise<StoredEvent>;
+  /** Reads what `viewer` may see of the tenant's log after a position. */
+  readEvents(tenantId: string, viewer: Viewer, after: string | undefined, limit: number): Promise<ReadResult>;
   /** Reports a refused cross-tenant attempt. */
   reportTenantViolation(state: ConnectionState, requestedTenantId: unknown, event: string): void;
   logger: LoggerInstance;

@@ -19,6 +19,11 @@ import { authenticateRequest, bindTenant, sendRestError } from "../protocols/res
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
+import { comparePositions, createEventLog, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
+import { readVisible, type Viewer } from "../lib/visibility";
+import { HoldingAdapter } from "../protocols/holding-adapter";
+import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
+import { roomChannel } from "../lib/keys";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -34,7 +39,10 @@ interface GatewayThis extends Service, GatewayHost {
   /** Used while the shared rate-limit store is unreachable, so limits still hold per node. */
   fallbackRateLimits: MemoryRateLimitStore;
   redis?: Redis;
+  /** The tenant logs, read and appended directly when they live in Redis (no hop per message). */
+  eventLog?: EventLog;
   heartbeatTimer?: NodeJS.Timeout;
+  resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
   pf2(): Namespace;
   onPf2Connection(socket: Socket): Promise<void>;
@@ -96,6 +104,8 @@ export function createGatewayService(config: Config): ServiceSchema {
           bodyParsers: { json: { strict: true, limit: "256kb" } },
           aliases: {
             "GET /presence/:userId": "presence.get",
+            "POST /events/publish": "eventbus.publish",
+            "GET /events/poll": "eventbus.poll",
             "GET /rooms/:roomId/members": "rooms.members"
           }
         }
@@ -115,6 +125,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           // cut by engine.io (the connection closes) so no client can make the node buffer megabytes.
           maxHttpBufferSize: Math.max(1024 * 1024, config.wsMaxPayloadBytes * 4),
           connectTimeout: 10_000,
+          adapter: HoldingAdapter,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
         namespaces: { "/": pf2Namespace() }
@@ -252,6 +263,15 @@ export function createGatewayService(config: Config): ServiceSchema {
           this.logger.debug("Socket.IO handshake refused", { address: socket.handshake.address, reason: (err as Error).message });
           throw handshakeError(err);
         }
+        const handshake = (socket.handshake.auth ?? {}) as { lastEventId?: unknown; rooms?: unknown };
+        const resumeRooms = handshake.rooms;
+        if (resumeRooms !== undefined && (!Array.isArray(resumeRooms) || resumeRooms.length > this.config.wsMaxRoomsPerConnection || !resumeRooms.every(isIdentifier))) {
+          throw handshakeError(invalidRequest("auth.rooms must be a list of room ids", { field: "auth.rooms" }));
+        }
+        const resumeFrom = handshake.lastEventId;
+        if (resumeFrom !== undefined && (typeof resumeFrom !== "string" || resumeFrom.length > 200)) {
+          throw handshakeError(invalidRequest("auth.lastEventId must be a position string", { field: "auth.lastEventId" }));
+        }
         const requestedClientId = socket.handshake.query.clientId;
         const state: ConnectionState = {
           tenantId: principal.tenantId,
@@ -260,7 +280,9 @@ export function createGatewayService(config: Config): ServiceSchema {
           connectionId: socket.id,
           clientId: isIdentifier(requestedClientId) ? requestedClientId : randomUUID(),
           rooms: new Set(),
-          connectedAt: Date.now()
+          connectedAt: Date.now(),
+          ...(resumeFrom !== undefined ? { resumeFrom } : {}),
+          ...(resumeRooms !== undefined ? { resumeRooms: [...new Set(resumeRooms as string[])] } : {})
         };
         socket.data = state;
         return principal;
@@ -268,6 +290,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async onPf2Connection(this: GatewayThis, socket: Socket) {
         const state = stateOf(socket);
+        if (state.resumeFrom !== undefined) (this.pf2().adapter as unknown as HoldingAdapter).hold(socket.id);
         socket.join([userChannel(state.tenantId, state.userId), tenantChannel(state.tenantId)]);
         socket.onAny((event: string, ...args: unknown[]) => {
           if (KNOWN_EVENTS.has(event)) return;
@@ -281,7 +304,73 @@ export function createGatewayService(config: Config): ServiceSchema {
         });
         scheduleExpiry(socket, state);
         await this.registerConnection(state);
+        if (state.resumeFrom !== undefined || state.resumeRooms !== undefined) return this.resume(socket, state);
         if (socket.connected) socket.emit(PF2_EVENTS.connected, connectedEvent(state));
+      },
+
+      /**
+       * Reconnect with `auth.lastEventId` (and `auth.rooms`): rejoin the rooms, replay what the user
+       * missed from the log in order, then go live. Live traffic is held meanwhile and released
+       * after the replay, minus what the replay already sent, so there is no gap and no duplicate.
+       */
+      async resume(this: GatewayThis, socket: Socket, state: ConnectionState) {
+        const adapter = this.pf2().adapter as unknown as HoldingAdapter;
+        let lastSent = state.resumeFrom;
+        try {
+          for (const roomId of state.resumeRooms ?? []) {
+            await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            state.rooms.add(roomId);
+            socket.join(roomChannel(state.tenantId, roomId));
+          }
+          if (state.resumeFrom === undefined) {
+            socket.emit(PF2_EVENTS.connected, { ...connectedEvent(state), rooms: [...state.rooms] });
+            return;
+          }
+          const viewer: Viewer = { userId: state.userId, rooms: state.rooms };
+          let page = await this.readEvents(state.tenantId, viewer, state.resumeFrom, 500);
+          socket.emit(PF2_EVENTS.connected, { ...connectedEvent(state), rooms: [...state.rooms], recovered: !page.lost, ...(page.lost ? { lastEventId: page.next } : {}) });
+          while (!page.lost && socket.connected) {
+            for (const stored of page.events) {
+              const [name, payload] = pf2EventOf(stored);
+              socket.emit(name, payload);
+              lastSent = stored.position;
+            }
+            if (!page.hasMore || !page.next) break;
+            page = await this.readEvents(state.tenantId, viewer, page.next, 500);
+          }
+        } catch (err) {
+          this.logger.warn("Replay failed", { tenantId: state.tenantId, connectionId: state.connectionId, error: (err as Error).message });
+          socket.emit(PF2_EVENTS.error, { ...toClientError(err).body, details: { event: "replay", retryable: true } });
+          socket.disconnect(true);
+        } finally {
+          const held = adapter.release(socket.id);
+          if (held === undefined) {
+            socket.emit(PF2_EVENTS.error, { error: "Too much traffic arrived during the replay; reconnect from your last position", code: ErrorCode.INTERNAL_ERROR, details: { reason: "replay_overflow", retryable: true } });
+            socket.disconnect(true);
+          } else if (socket.connected) {
+            for (const [name, payload] of held) {
+              const position = (payload as { position?: unknown } | null)?.position;
+              if (typeof position === "string" && lastSent !== undefined && (comparePositions(position, lastSent) ?? 1) <= 0) continue;
+              socket.emit(name as string, payload);
+            }
+          }
+        }
+      },
+
+      async appendEvent(this: GatewayThis, event: BusEvent): Promise<StoredEvent> {
+        if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
+        const result = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
+        return result.event;
+      },
+
+      async readEvents(this: GatewayThis, tenantId: string, viewer: Viewer, after: string | undefined, limit: number): Promise<ReadResult> {
+        const log = this.eventLog;
+        if (log) return readVisible((a, l) => log.read(tenantId, a, l), after, limit, viewer);
+        return this.broker.call<ReadResult, object>(
+          "eventbus.read",
+          { tenantId, userId: viewer.userId, rooms: [...viewer.rooms], ...(after !== undefined ? { after } : {}), limit },
+          { timeout: 10_000, retries: 0 }
+        );
       },
 
       async registerConnection(this: GatewayThis, state: ConnectionState) {
@@ -396,6 +485,14 @@ export function createGatewayService(config: Config): ServiceSchema {
             services.redis = { status: "unhealthy", error: (err as Error).message, lastCheck: now };
           }
         }
+        try {
+          const stats = await this.broker.call<Record<string, unknown>, object>("eventbus.stats", {}, { timeout: 1000, retries: 0 });
+          services.eventbus = { ...stats, lastCheck: now };
+          if (stats.status !== "healthy") degraded = true;
+        } catch {
+          services.eventbus = { status: "unhealthy", lastCheck: now };
+          degraded = true;
+        }
         for (const name of ["presence", "rooms"]) {
           const available = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === name);
           services[name] = { status: available ? "healthy" : "unhealthy", lastCheck: now };
@@ -412,7 +509,10 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.verifier = createTokenVerifier(config);
       this.rateLimits = createRateLimitStore(config);
       this.fallbackRateLimits = new MemoryRateLimitStore();
-      if (config.redisUrl) this.redis = acquireRedis(config.redisUrl);
+      if (config.redisUrl) {
+        this.redis = acquireRedis(config.redisUrl);
+        this.eventLog = createEventLog(config);
+      }
       this.accepting = true;
     },
 
@@ -435,6 +535,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
+      await this.eventLog?.close();
       if (config.redisUrl) await releaseRedis(config.redisUrl);
     }
   });

@@ -3,8 +3,7 @@ import Redis from "ioredis";
 /**
  * One Redis client per URL per process, shared by every store of the process.
  *
- * Until the first connection, commands wait for it (bounded by one connection attempt). After
- * that, commands fail fast while Redis is unreachable (no offline queue), so callers see an error
+ * Until the first connection attempt ends, commands wait for it. After that, commands fail fast while Redis is unreachable (no offline queue), so callers see an error
  * at once and degrade instead of hanging; the client keeps reconnecting in the background.
  */
 const clients = new Map<string, { client: Redis; users: number }>();
@@ -26,9 +25,12 @@ export function acquireRedis(url: string): Redis {
   });
   // Without a listener ioredis reports every failed reconnect as an unhandled error.
   client.on("error", () => undefined);
-  client.once("ready", () => {
+  // The first connection attempt decides: after it (success or failure) commands fail fast.
+  const failFast = () => {
     client.options.enableOfflineQueue = false;
-  });
+  };
+  client.once("ready", failFast);
+  client.once("error", failFast);
   clients.set(url, { client, users: 1 });
   return client;
 }

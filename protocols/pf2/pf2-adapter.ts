@@ -4,6 +4,7 @@ import { ErrorCode, RealtimeError, authzFailed, invalidRequest, rateLimited, ten
 import { DEFAULT_MESSAGE_CLASS, REALTIME_CLASSES, classPolicy, type InteractionClass } from "../../lib/interaction-classes";
 import { roomChannel } from "../../lib/keys";
 import type { DeliveryTarget } from "../../lib/delivery";
+import type { BusEvent, StoredEvent } from "../../stores/event-log";
 import { stateOf, type ConnectionState, type GatewayHost, type HostedSocket, type QuotaBucket } from "../connection";
 import {
   checkMessage,
@@ -47,6 +48,28 @@ export interface Pf2Message {
   payload: unknown;
   timestamp: string;
   metadata?: Record<string, unknown>;
+  /** Position in the tenant's log (class B and C), the cursor to resume from. */
+  position?: string;
+}
+
+/** The Socket.IO event a logged event reaches PF-2 clients as: chat messages as `message`, bus events as `event`. */
+export function pf2EventOf(stored: StoredEvent): [string, unknown] {
+  if (!stored.message) return ["event", stored];
+  const audience = stored.audience;
+  const message: Pf2Message = {
+    messageId: stored.eventId,
+    type: stored.eventType,
+    interactionClass: stored.message.interactionClass as InteractionClass,
+    tenantId: stored.tenantId,
+    senderId: stored.message.senderId,
+    ...(audience && "userId" in audience ? { recipientId: audience.userId } : {}),
+    ...(audience && "roomId" in audience ? { roomId: audience.roomId } : {}),
+    payload: stored.payload,
+    timestamp: stored.timestamp,
+    ...(Object.keys(stored.metadata).length > 0 ? { metadata: stored.metadata } : {}),
+    position: stored.position
+  };
+  return ["message", message];
 }
 
 /** The `connected` event, sent once the connection is registered. */
@@ -106,6 +129,30 @@ const onMessage: Handler = async (socket, data, ack) => {
   if (input.roomId !== undefined && !state.rooms.has(input.roomId)) {
     throw authzFailed("Join the room before sending to it", { event: "message", roomId: input.roomId });
   }
+  const target: DeliveryTarget = input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string };
+  const policy = classPolicy[interactionClass];
+  if (policy.persisted) {
+    // Classes B and C are appended to the tenant's log first: acknowledged means durable, and
+    // every recipient can replay it from its position after a disconnect.
+    const event: BusEvent = {
+      eventId: randomUUID(),
+      eventType: input.type,
+      tenantId: state.tenantId,
+      timestamp: new Date().toISOString(),
+      payload: input.payload,
+      metadata: input.metadata ?? {},
+      schemaVersion: "1.0",
+      audience: input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string },
+      message: { senderId: state.userId, interactionClass }
+    };
+    const stored = await host.appendEvent(event);
+    const [name, payload] = pf2EventOf(stored);
+    await host.deliver({ tenantId: state.tenantId, target, event: name, payload });
+    const answer = { messageId: stored.eventId, position: stored.position };
+    socket.emit(PF2_EVENTS.messageAck, answer);
+    ack?.(answer);
+    return;
+  }
   const message: Pf2Message = {
     messageId: randomUUID(),
     type: input.type,
@@ -117,14 +164,7 @@ const onMessage: Handler = async (socket, data, ack) => {
     timestamp: new Date().toISOString(),
     ...(input.metadata !== undefined ? { metadata: input.metadata } : {})
   };
-  const target: DeliveryTarget = input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string };
-  await host.deliver({
-    tenantId: state.tenantId,
-    target,
-    event: PF2_EVENTS.message,
-    payload: message,
-    volatile: classPolicy[interactionClass].volatile
-  });
+  await host.deliver({ tenantId: state.tenantId, target, event: PF2_EVENTS.message, payload: message, volatile: policy.volatile });
   const answer = { messageId: message.messageId };
   socket.emit(PF2_EVENTS.messageAck, answer);
   ack?.(answer);

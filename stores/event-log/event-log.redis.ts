@@ -123,8 +123,10 @@ export class RedisEventLog implements EventLog {
       [cursor ? cursor.epoch : "", cursorId, limit + 1]
     )) as [number, string, string, string, StreamEntry[]];
     const head = lastId && epoch ? formatPosition(epoch, lastId) : null;
-    // A cursor is served only if nothing after it was trimmed and it is not ahead of the log.
-    if (ok !== 1 || (cursor && (compareIds(cursorId, trimmedUpTo) < 0 || (lastId !== "" && compareIds(cursorId, lastId) > 0)))) {
+    // A cursor is served only if nothing after it was trimmed and it is not ahead of the log. When
+    // trimming emptied the stream, the newest id this epoch ever wrote is the newest one trimmed.
+    const newestId = lastId !== "" ? lastId : trimmedUpTo;
+    if (ok !== 1 || (cursor && (compareIds(cursorId, trimmedUpTo) < 0 || compareIds(cursorId, newestId) > 0))) {
       return { events: [], hasMore: false, next: head, lost: true };
     }
     const events = entries.slice(0, limit).map(entry => decode(epoch, entry));

@@ -19,6 +19,8 @@ export interface BusEvent {
   schemaVersion: string;
   /** Who should see it in realtime and on replay; absent = the whole tenant. */
   audience?: Audience;
+  /** Set when the event is a PF-2 chat message (delivered to sockets as `message`, not `event`). */
+  message?: { senderId: string; interactionClass: string };
 }
 
 export type Audience = { userId: string } | { roomId: string };

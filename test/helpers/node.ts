@@ -5,11 +5,12 @@ import { loadConfig, type Config } from "../../lib/config";
 import { createGatewayService } from "../../services/gateway.service";
 import { createPresenceService } from "../../services/presence.service";
 import { createRoomsService } from "../../services/rooms.service";
+import { createEventBusService } from "../../services/eventbus.service";
 import { TEST_SECRET } from "./tokens";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
-export type ServiceName = "gateway" | "presence" | "rooms";
+export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus";
 
 export interface TestNode {
   broker: ServiceBroker;
@@ -37,8 +38,8 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     heartbeatTimeout: 4,
     ...options.broker
   });
-  const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService };
-  for (const name of options.services ?? (["gateway", "presence", "rooms"] as ServiceName[])) {
+  const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService, eventbus: createEventBusService };
+  for (const name of options.services ?? (["gateway", "presence", "rooms", "eventbus"] as ServiceName[])) {
     broker.createService(factories[name](config));
   }
   await broker.start();

@@ -43,7 +43,7 @@ for (const variant of variants) {
     }
 
     beforeAll(async () => {
-      services = await startNode({ services: ["presence", "rooms"], config: storeConfig, broker: brokerOptions("services") });
+      services = await startNode({ services: ["presence", "rooms", "eventbus"], config: storeConfig, broker: brokerOptions("services") });
       gw1 = await startNode({ services: ["gateway"], config: storeConfig, broker: brokerOptions("gw1") });
       gw2 = await startNode({ services: ["gateway"], config: storeConfig, broker: brokerOptions("gw2") });
       for (const node of [gw1, gw2]) await node.broker.waitForServices(["presence", "rooms"], 10_000);
@@ -148,7 +148,7 @@ describe("cluster over NATS: a gateway process killed with SIGKILL", () => {
 
   it("marks the users of the dead gateway offline and clears their memberships", async () => {
     const services = await startNode({
-      services: ["presence", "rooms"],
+      services: ["presence", "rooms", "eventbus"],
       config: storeConfig,
       broker: { transporter: NATS_URL, namespace, nodeID: `services-${namespace}`, heartbeatInterval: 1, heartbeatTimeout: 3 }
     });

@@ -121,7 +121,7 @@ describe("REST API", () => {
 });
 
 describe("health with Redis unreachable", () => {
-  it("reports degraded instead of failing, and sockets still work on the fallback limiter", async () => {
+  it("reports degraded instead of failing; class A still flows, class C is refused rather than falsely acknowledged", async () => {
     // Nothing listens on 6390: every Redis command fails fast.
     const node = await startNode({ services: ["gateway"], config: { redisUrl: "redis://127.0.0.1:6390" } });
     try {
@@ -131,8 +131,11 @@ describe("health with Redis unreachable", () => {
       expect(body.status).toBe("degraded");
       expect(body.services.redis.status).toBe("unhealthy");
       const { socket } = await connect(node.url, tokenFor("t1", "u1"));
-      const ack = await socket.timeout(3000).emitWithAck("message", { type: "m", recipientId: "u2", payload: 1 });
-      expect(ack).toHaveProperty("messageId");
+      const volatile = await socket.timeout(3000).emitWithAck("message", { type: "typing", interactionClass: "CLASS_A", recipientId: "u2", payload: 1 });
+      expect(volatile).toHaveProperty("messageId");
+      const durable = await socket.timeout(3000).emitWithAck("message", { type: "m", recipientId: "u2", payload: 1 });
+      expect(durable).toMatchObject({ code: "INTERNAL_ERROR" });
+      expect(durable.messageId).toBeUndefined();
       socket.close();
     } finally {
       await node.stop();

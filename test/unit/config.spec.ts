@@ -32,7 +32,12 @@ describe("loadConfig", () => {
       redisKeyPrefix: "pf2",
       jwtSecret: DEV_JWT_SECRET,
       jwtPublicKey: undefined,
-      corsOrigin: undefined
+      corsOrigin: undefined,
+      eventBusRetentionMs: 604800000,
+      eventBusMaxEventsPerTenant: 100000,
+      eventBusMaxRetries: 3,
+      eventBusPublishRateLimit: 1000,
+      pollRateLimit: 60
     });
   });
 
@@ -51,7 +56,12 @@ describe("loadConfig", () => {
       REDIS_URL: "redis://cache:6379",
       REDIS_KEY_PREFIX: "staging",
       JWT_SECRET: "s3cret",
-      CORS_ORIGIN: "https://app.example"
+      CORS_ORIGIN: "https://app.example",
+      EVENT_BUS_RETENTION_PERIOD: "60000",
+      EVENT_BUS_MAX_EVENTS_PER_TENANT: "50",
+      EVENT_BUS_MAX_RETRIES: "5",
+      EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
+      POLL_RATE_LIMIT: "7"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -68,7 +78,12 @@ describe("loadConfig", () => {
       redisKeyPrefix: "staging",
       jwtSecret: "s3cret",
       jwtPublicKey: undefined,
-      corsOrigin: "https://app.example"
+      corsOrigin: "https://app.example",
+      eventBusRetentionMs: 60000,
+      eventBusMaxEventsPerTenant: 50,
+      eventBusMaxRetries: 5,
+      eventBusPublishRateLimit: 10,
+      pollRateLimit: 7
     });
   });
 

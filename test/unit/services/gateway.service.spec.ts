@@ -4,6 +4,7 @@ import type { Config } from "../../../lib/config";
 import { createGatewayService } from "../../../services/gateway.service";
 import { createPresenceService } from "../../../services/presence.service";
 import { createRoomsService } from "../../../services/rooms.service";
+import { createEventBusService } from "../../../services/eventbus.service";
 import { connect, nextEvent } from "../../helpers/client";
 import { REDIS_URL, uniquePrefix } from "../../helpers/redis";
 import { TEST_SECRET, tokenFor } from "../../helpers/tokens";
@@ -31,7 +32,7 @@ type Meta = { $statusCode?: number };
 
 const brokers: ServiceBroker[] = [];
 
-/** Starts one broker: the gateway with `gatewayConfig`, presence and rooms (memory stores) when asked. */
+/** Starts one broker: the gateway with `gatewayConfig`, presence, rooms and eventbus (memory stores) when asked. */
 async function startBroker(gatewayConfig: Config, options: { withPresenceAndRooms?: boolean; violations?: TenantViolationRecord[] } = {}) {
   const broker = newBroker();
   brokers.push(broker);
@@ -40,6 +41,7 @@ async function startBroker(gatewayConfig: Config, options: { withPresenceAndRoom
     const servicesConfig = testConfig();
     broker.createService(createPresenceService(servicesConfig));
     broker.createService(createRoomsService(servicesConfig));
+    broker.createService(createEventBusService(servicesConfig));
   }
   if (options.violations) broker.createService(violationRecorder(options.violations));
   await broker.start();
@@ -167,10 +169,11 @@ describe("gateway alone", () => {
       expect(Object.keys(body).sort()).toEqual(["services", "status", "timestamp"]);
       expect(body.status).toBe("degraded");
       expect(body.timestamp).toMatch(ISO_DATE);
-      expect(Object.keys(body.services).sort()).toEqual(["presence", "rooms", "websocket"]);
+      expect(Object.keys(body.services).sort()).toEqual(["eventbus", "presence", "rooms", "websocket"]);
       expect(body.services.websocket).toMatchObject({ status: "healthy", activeConnections: 0, lastCheck: expect.stringMatching(ISO_DATE) });
       expect(body.services.presence).toEqual({ status: "unhealthy", lastCheck: expect.stringMatching(ISO_DATE) });
       expect(body.services.rooms).toEqual({ status: "unhealthy", lastCheck: expect.stringMatching(ISO_DATE) });
+      expect(body.services.eventbus).toEqual({ status: "unhealthy", lastCheck: expect.stringMatching(ISO_DATE) });
       expect(meta.$statusCode).toBeUndefined();
     });
 
@@ -205,6 +208,7 @@ describe("gateway with presence and rooms", () => {
     expect(body.status).toBe("healthy");
     expect(body.services.presence.status).toBe("healthy");
     expect(body.services.rooms.status).toBe("healthy");
+    expect(body.services.eventbus).toMatchObject({ status: "healthy", eventsPerSecond: 0, backend: "memory" });
     expect(body.services.redis).toBeUndefined();
   });
 

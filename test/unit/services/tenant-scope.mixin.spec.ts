@@ -3,6 +3,7 @@ import { TENANT_VIOLATION_EVENT, TenantScopeMixin, isTenantScoped } from "../../
 import { createGatewayService } from "../../../services/gateway.service";
 import { createPresenceService } from "../../../services/presence.service";
 import { createRoomsService } from "../../../services/rooms.service";
+import { createEventBusService } from "../../../services/eventbus.service";
 import { ISO_DATE, asClient, eventually, newBroker, rejectionOf, settle, stopAll, testConfig, violationRecorder, type TenantViolationRecord } from "./support";
 
 const brokers: ServiceBroker[] = [];
@@ -191,6 +192,7 @@ describe("every tenant-scoped action of gateway, presence and rooms", () => {
     broker.createService(createGatewayService(config));
     broker.createService(createPresenceService(config));
     broker.createService(createRoomsService(config));
+    broker.createService(createEventBusService(config));
     broker.createService(violationRecorder(violations));
     await broker.start();
     scoped = broker.registry
@@ -216,7 +218,12 @@ describe("every tenant-scoped action of gateway, presence and rooms", () => {
         "rooms.leaveAll",
         "rooms.members",
         "rooms.ofUser",
-        "rooms.ofConnection"
+        "rooms.ofConnection",
+        "eventbus.publish",
+        "eventbus.append",
+        "eventbus.read",
+        "eventbus.poll",
+        "eventbus.tail"
       ])
     );
   });

@@ -1,0 +1,139 @@
+import type { HistogramData } from "./histogram";
+
+/** Messages between the bench orchestrator and its load-generator processes (child_process IPC). */
+
+export interface ConnectCommand {
+  cmd: "connect";
+  group: string;
+  urls: string[];
+  secret: string;
+  tenantId: string;
+  userPrefix: string;
+  /** Global index of the first client; user ids are `${userPrefix}${index}`. */
+  from: number;
+  count: number;
+  /** Client i connects to urls[(i + urlOffset) % urls.length]. */
+  urlOffset?: number;
+  localAddresses: string[];
+  concurrency: number;
+  /** Joins this room once connected (join_room → room_joined). */
+  room?: string;
+  timeoutMs: number;
+}
+
+export interface ConnectResult {
+  connected: number;
+  failed: number;
+  errors: Record<string, number>;
+  /** Shared-clock ms of the first attempt and of the last `connected` (or `room_joined`). */
+  firstStart: number;
+  lastDone: number;
+  /** Handshake latency: socket created → `connected` received. */
+  latency: HistogramData;
+}
+
+/** Start counting `message` deliveries on a group (room fan-out or direct-message recipients). */
+export interface ArmCommand {
+  cmd: "arm";
+  group: string;
+  /** Posts `progress` (minimum deliveries over the group's sockets) every few ms. */
+  progress: boolean;
+}
+
+export interface SnapshotCommand {
+  cmd: "snapshot";
+  group: string;
+}
+
+export interface SnapshotResult {
+  at: number;
+  received: number;
+}
+
+/** Latency recording on/off; resets the histogram when turned on. */
+export interface RecordCommand {
+  cmd: "record";
+  group: string;
+  on: boolean;
+}
+
+export interface StatsCommand {
+  cmd: "stats";
+  group: string;
+}
+
+export interface StatsResult {
+  received: number;
+  minReceived: number;
+  latency: HistogramData;
+  errors: Record<string, number>;
+  disconnects: number;
+}
+
+/** Room publisher: `credit` mode sends while seq < credit (raised by `credit` messages), `rate` mode on a schedule. */
+export interface PublishCommand {
+  cmd: "publish";
+  group: string;
+  roomId: string;
+  mode: "credit" | "rate";
+  rate: number;
+  durationMs: number;
+  initialCredit: number;
+  interactionClass?: string;
+}
+
+export interface PublishResult {
+  sent: number;
+  startedAt: number;
+  endedAt: number;
+  errors: Record<string, number>;
+}
+
+export interface CreditMessage {
+  cmd: "credit";
+  upTo: number;
+}
+
+/** Direct-message senders: the client at index i sends to `${recipientPrefix}${i}`. */
+export interface DirectCommand {
+  cmd: "direct";
+  group: string;
+  recipientPrefix: string;
+  mode: "closed" | "rate";
+  /** Closed loop: messages in flight per sender. Rate mode: messages/s for the whole group. */
+  window: number;
+  rate: number;
+  durationMs: number;
+  warmupMs: number;
+  interactionClass?: string;
+}
+
+export interface DirectResult {
+  /** Acks received inside the measurement window. */
+  acks: number;
+  windowMs: number;
+  sent: number;
+  rtt: HistogramData;
+  errors: Record<string, number>;
+}
+
+export interface CloseCommand {
+  cmd: "close";
+  group: string;
+}
+
+export type Command = ConnectCommand | ArmCommand | SnapshotCommand | RecordCommand | StatsCommand | PublishCommand | DirectCommand | CloseCommand;
+export type CommandMessage = Command & { id: number };
+
+export interface ReplyMessage {
+  id: number;
+  ok: boolean;
+  result?: unknown;
+  error?: string;
+}
+
+export interface ProgressMessage {
+  event: "progress";
+  group: string;
+  min: number;
+}

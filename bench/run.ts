@@ -1,0 +1,340 @@
+/**
+ * `npm run bench`: room fan-out, direct messages and connections against
+ *   product       the product on one node (SERVICES unset, no transporter)
+ *   product-nats  SERVICES=gateway on one node, the other services (presence,rooms[,eventbus]) on another, over NATS
+ *   baseline      a minimal plain Socket.IO server (bench/baseline/server.ts)
+ * interleaved: every repetition (BENCH_REPS) starts fresh server processes for all targets, runs
+ * the connection scenario on each, then the fan-out and direct scenarios in short trials that
+ * alternate between the targets (BENCH_TRIALS each), the order rotating from one repetition and
+ * trial to the next. Servers and load generators are separate processes.
+ * Prints a markdown table (medians, product/baseline ratios) and writes bench/results/bench.json,
+ * bench/results/benchmarks.svg (and docs/benchmarks.svg with BENCH_DOCS=1). Knobs: bench/lib/config.ts.
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createConnection } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { loadBenchConfig, type BenchConfig, type TargetId } from "./lib/config";
+import { ALT_DIST, nonGatewayServices, startBaseline, startProductCluster, startProductSingle, type RunningTarget } from "./lib/servers";
+import { LoadWorker } from "./lib/workers";
+import { clusterRows, rowsFor, svgChart, table, type Samples } from "./lib/report";
+import type { ScenarioContext, ScenarioResult } from "./scenarios/context";
+import { runConnections } from "./scenarios/connections";
+import { FanoutBench } from "./scenarios/fanout";
+import { DirectBench } from "./scenarios/direct";
+import { sleep } from "./lib/clock";
+
+const ROOT = path.resolve(__dirname, "../..");
+const RESULTS = path.join(ROOT, "bench/results");
+const log = (line: string) => process.stderr.write(`${line}\n`);
+
+const TITLES: Record<string, string> = {
+  product: "product, 1 node",
+  "product-nats": "product, gateway + NATS",
+  baseline: "baseline",
+  "product-cluster": "product, gateways + NATS",
+  "baseline-cluster": "baseline × N",
+  "product-alt": "product-alt, 1 node"
+};
+
+const running = new Set<RunningTarget>();
+const workers: LoadWorker[] = [];
+
+async function cleanup(): Promise<void> {
+  await Promise.all([...running].map(t => t.stop().catch(() => undefined)));
+  running.clear();
+  await Promise.all(workers.map(w => w.stop().catch(() => undefined)));
+}
+
+function reachable(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise(resolve => {
+    const socket = createConnection({ host: hostname, port: Number(port || 4222) });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(2000, () => done(false));
+    socket.once("connect", () => done(true));
+    socket.once("error", () => done(false));
+  });
+}
+
+function rotate<T>(xs: T[], by: number): T[] {
+  const k = by % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+function record(samples: Samples, variant: string, rep: number, result: ScenarioResult): void {
+  const bucket = (samples[variant] ??= {});
+  for (const [key, value] of Object.entries(result.metrics)) {
+    const xs = (bucket[key] ??= []);
+    xs[rep] = value;
+  }
+}
+
+async function startTarget(config: BenchConfig, id: TargetId): Promise<RunningTarget> {
+  switch (id) {
+    case "product":
+      return startProductSingle(config);
+    case "product-nats":
+      return startProductCluster(config, config.natsGateways);
+    case "baseline":
+      return startBaseline(config, 1);
+    case "product-alt":
+      if (!ALT_DIST) throw new Error("product-alt needs BENCH_ALT_DIST (a build directory inside the repository)");
+      return startProductSingle(config, ALT_DIST, "product-alt");
+  }
+}
+
+async function main(): Promise<void> {
+  const config = loadBenchConfig();
+  const startedAt = new Date();
+  const deadline = setTimeout(() => {
+    log(`bench: exceeded BENCH_MAX_MINUTES=${config.maxMinutes}; stopping`);
+    void cleanup().finally(() => process.exit(2));
+  }, config.maxMinutes * 60_000);
+  deadline.unref();
+
+  let targets = config.targets;
+  if ((targets.includes("product-nats") || config.clusterConnections > 0) && !(await reachable(config.natsUrl))) {
+    log(`bench: NATS is not reachable at ${config.natsUrl}; skipping the NATS targets`);
+    targets = targets.filter(t => t !== "product-nats");
+    config.clusterConnections = 0;
+  }
+
+  const largest = Math.max(config.connections, config.clusterConnections);
+  const poolSize = Math.max(2, Math.ceil(largest / config.socketsPerWorker));
+  for (let i = 0; i < poolSize; i++) workers.push(new LoadWorker(i, largest > 10_000 ? 4096 : 1024));
+  log(`bench: ${config.reps} repetitions × [${targets.join(", ")}] × [${config.scenarios.join(", ")}], ${poolSize} load-generator processes`);
+  if (targets.includes("product-nats")) log(`bench: product-nats = ${config.natsGateways} × SERVICES=gateway + SERVICES=${nonGatewayServices(config)} over ${config.natsUrl}`);
+
+  const samples: Samples = {};
+  const details: Array<Record<string, unknown>> = [];
+  const failures: string[] = [];
+  const fail = (what: string, err: unknown) => {
+    const message = `${what}: ${(err as Error).message}`;
+    failures.push(message);
+    log(`    FAILED ${message}`);
+  };
+  const keep = (variant: string, rep: number, scenario: string, result: ScenarioResult, into: Samples = samples) => {
+    record(into, variant, rep, result);
+    details.push({ variant, rep: rep + 1, scenario, ...result });
+  };
+
+  for (let rep = 0; rep < config.reps; rep++) {
+    const order = rotate(targets, rep);
+    log(`  [rep ${rep + 1}/${config.reps}] order: ${order.join(", ")}`);
+    // Fresh processes for every target; they all run during the repetition (idle when not measured),
+    // so the scenarios can alternate between targets in short trials.
+    const up = new Map<TargetId, ScenarioContext>();
+    for (const id of order) {
+      try {
+        const t0 = Date.now();
+        const target = await startTarget(config, id);
+        running.add(target);
+        up.set(id, { config, target, workers, log });
+        log(`    ${id}: up in ${Date.now() - t0} ms (pids ${target.pids().join(", ")})`);
+      } catch (err) {
+        fail(`${id} rep ${rep + 1} start`, err);
+      }
+    }
+    const live = order.filter(id => up.has(id));
+
+    if (config.scenarios.includes("connections")) {
+      // First, on the fresh processes: memory per connection is measured from their idle state.
+      for (const id of live) {
+        try {
+          keep(id, rep, "connections", await runConnections(up.get(id) as ScenarioContext, config.connections));
+        } catch (err) {
+          fail(`${id} rep ${rep + 1} connections`, err);
+        }
+      }
+    }
+
+    if (config.scenarios.includes("fanout")) {
+      const benches: FanoutBench[] = [];
+      for (const id of live) {
+        const bench = new FanoutBench(up.get(id) as ScenarioContext, id);
+        try {
+          await bench.prepare();
+          benches.push(bench);
+        } catch (err) {
+          fail(`${id} rep ${rep + 1} fan-out set-up`, err);
+          await bench.close().catch(() => undefined);
+        }
+      }
+      const trials = async (what: string, run: (b: FanoutBench) => Promise<void>) => {
+        for (let trial = 0; trial < config.trials; trial++) {
+          for (const bench of rotate(benches, trial)) {
+            try {
+              await run(bench);
+            } catch (err) {
+              fail(`${bench.variant} rep ${rep + 1} fan-out ${what}`, err);
+            }
+          }
+        }
+      };
+      await trials("saturation", b => b.saturate(config.fanoutSaturateMs));
+      await trials(`${config.fanoutRate} msg/s`, b => b.fixedRate(config.fanoutRate, config.fanoutRateMs));
+      await trials(`${config.fanoutLowRate} msg/s`, b => b.fixedRate(config.fanoutLowRate, config.fanoutLowRateMs));
+      for (const bench of benches) {
+        keep(bench.variant, rep, "fanout", bench.result());
+        await bench.close().catch(err => fail(`${bench.variant} fan-out close`, err));
+      }
+      await sleep(500);
+    }
+
+    if (config.scenarios.includes("direct")) {
+      const benches: DirectBench[] = [];
+      for (const id of live) {
+        const bench = new DirectBench(up.get(id) as ScenarioContext, id);
+        try {
+          await bench.prepare();
+          benches.push(bench);
+        } catch (err) {
+          fail(`${id} rep ${rep + 1} direct set-up`, err);
+          await bench.close().catch(() => undefined);
+        }
+      }
+      const trials = async (what: string, run: (b: DirectBench) => Promise<void>) => {
+        for (let trial = 0; trial < config.trials; trial++) {
+          for (const bench of rotate(benches, trial)) {
+            try {
+              await run(bench);
+            } catch (err) {
+              fail(`${bench.variant} rep ${rep + 1} direct ${what}`, err);
+            }
+          }
+        }
+      };
+      await trials("closed loop", b => b.closedLoop(config.dmSaturateMs));
+      await trials(`${config.dmRate} msg/s`, b => b.fixedRate(config.dmRateMs));
+      for (const bench of benches) {
+        keep(bench.variant, rep, "direct", bench.result());
+        await bench.close().catch(err => fail(`${bench.variant} direct close`, err));
+      }
+    }
+
+    for (const id of live) {
+      const target = (up.get(id) as ScenarioContext).target;
+      await target.stop();
+      running.delete(target);
+    }
+  }
+
+  const clusterSamples: Samples = {};
+  if (config.clusterConnections > 0) {
+    const n = config.clusterGateways;
+    log(`bench: cluster connections: ${config.clusterConnections} over ${n} product gateways + NATS vs ${n} baseline processes`);
+    const variants: Array<[string, () => Promise<RunningTarget>]> = [
+      ["product-cluster", () => startProductCluster(config, n)],
+      ["baseline-cluster", () => startBaseline(config, n)]
+    ];
+    for (let rep = 0; rep < config.clusterReps; rep++) {
+      for (const [variant, start] of rotate(variants, rep)) {
+        let target: RunningTarget | undefined;
+        try {
+          target = await start();
+          running.add(target);
+          log(`  [cluster rep ${rep + 1}/${config.clusterReps}] ${variant}: up (pids ${target.pids().join(", ")})`);
+          keep(variant, rep, "cluster-connections", await runConnections({ config, target, workers, log }, config.clusterConnections), clusterSamples);
+        } catch (err) {
+          fail(`${variant} rep ${rep + 1} cluster connections`, err);
+        } finally {
+          if (target) {
+            await target.stop();
+            running.delete(target);
+          }
+        }
+      }
+    }
+  }
+
+  await cleanup();
+
+  // Report.
+  if (config.natsGateways > 1) TITLES["product-nats"] = `product, ${config.natsGateways} gateways + NATS`;
+  const spec = {
+    rows: rowsFor(config.fanoutRate, config.fanoutLowRate, config.fanoutClients, config.dmRate),
+    samples,
+    columns: targets.map(t => ({ variant: t, title: TITLES[t] })),
+    baseline: "baseline",
+    ratios: [
+      ...(targets.includes("product") ? [{ variant: "product", title: "1 node / baseline", target: "single" as const }] : []),
+      ...(targets.includes("product-nats") ? [{ variant: "product-nats", title: "NATS / baseline", target: "nats" as const }] : []),
+      ...(targets.includes("product-alt") ? [{ variant: "product-alt", title: "alt / baseline", target: "single" as const }] : [])
+    ]
+  };
+  const main = table(spec);
+  const machine = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? "unknown",
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`
+  };
+  const heading =
+    `Medians of ${config.reps} interleaved repetitions; ratios are product/baseline (range over repetitions). ` +
+    `${config.connections} connections, ${config.fanoutClients} fan-out receivers, ${config.dmPairs} DM pairs. ` +
+    `${machine.cpus} CPUs, Node ${machine.node}.`;
+  let output = `${heading}\n\n${main.markdown}\n`;
+  let cluster: ReturnType<typeof table> | undefined;
+  if (config.clusterConnections > 0) {
+    cluster = table({
+      rows: clusterRows(),
+      samples: clusterSamples,
+      columns: [
+        { variant: "product-cluster", title: `product, ${config.clusterGateways} gateways + NATS` },
+        { variant: "baseline-cluster", title: `baseline × ${config.clusterGateways}` }
+      ],
+      baseline: "baseline-cluster",
+      ratios: [{ variant: "product-cluster", title: "product / baseline", target: "nats" }]
+    });
+    output += `\n${config.clusterConnections} connections over ${config.clusterGateways} gateways (medians of ${config.clusterReps}):\n\n${cluster.markdown}\n`;
+  }
+  if (failures.length > 0) output += `\nFailures:\n${failures.map(f => `- ${f}`).join("\n")}\n`;
+  process.stdout.write(`\n${output}`);
+
+  mkdirSync(RESULTS, { recursive: true });
+  const svg = svgChart(
+    spec,
+    "PF-2 product relative to a plain Socket.IO baseline",
+    `median of ${config.reps} interleaved runs · ${machine.cpus} CPUs · Node ${machine.node} · ${startedAt.toISOString().slice(0, 10)}`
+  );
+  writeFileSync(path.join(RESULTS, "benchmarks.svg"), svg);
+  if (config.writeDocs) {
+    mkdirSync(path.join(ROOT, "docs"), { recursive: true });
+    writeFileSync(path.join(ROOT, "docs/benchmarks.svg"), svg);
+  }
+  writeFileSync(path.join(RESULTS, "summary.md"), output);
+  const json = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine,
+    config: { ...config, secret: undefined },
+    targets,
+    table: main.data,
+    clusterTable: cluster?.data ?? null,
+    samples,
+    clusterSamples,
+    runs: details,
+    failures
+  };
+  writeFileSync(path.join(RESULTS, "bench.json"), JSON.stringify(json, null, 2));
+  log(`bench: wrote bench/results/bench.json, bench/results/summary.md, bench/results/benchmarks.svg${config.writeDocs ? ", docs/benchmarks.svg" : ""} in ${Math.round((Date.now() - startedAt.getTime()) / 1000)} s`);
+  if (failures.length > 0) process.exitCode = 1;
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    log(`bench: ${signal}, stopping servers and load generators`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+main().catch(async err => {
+  console.error(err);
+  await cleanup();
+  process.exit(1);
+});

@@ -1,0 +1,111 @@
+import { now, sleep } from "../lib/clock";
+import { Histogram } from "../lib/histogram";
+import type { ConnectResult } from "../lib/protocol";
+import type { MemoryUsage, ServerProcess } from "../lib/servers";
+import { split } from "../lib/workers";
+import { TENANT, cores, cpuMark, round, type ScenarioContext, type ScenarioResult } from "./context";
+
+/**
+ * Connections: `count` authenticated connections opened with a bounded number of handshakes in
+ * flight, spread over the load generators, the source addresses and the target's gateways.
+ * Measures set-up rate, handshake latency, server CPU per set-up, and memory growth per
+ * connection held: RSS and JS heap of the gateway processes, each after a full GC (memprobe.ts),
+ * before and after. A warm-up batch is connected and closed first, so JIT and pools are warm.
+ */
+const WARMUP = 200;
+
+async function memoryOf(procs: ServerProcess[]): Promise<MemoryUsage> {
+  const all = await Promise.all(procs.map(p => p.memory()));
+  const total: MemoryUsage = { rss: 0, heapUsed: 0, heapTotal: 0, external: 0, arrayBuffers: 0 };
+  for (const m of all) for (const k of Object.keys(total) as Array<keyof MemoryUsage>) total[k] += m[k];
+  return total;
+}
+
+async function drain(ctx: ScenarioContext, timeoutMs: number): Promise<number> {
+  const started = now();
+  for (;;) {
+    const active = await ctx.target.activeConnections();
+    if (!(active > 0) || now() - started > timeoutMs) return active;
+    await sleep(200);
+  }
+}
+
+export async function runConnections(ctx: ScenarioContext, count: number): Promise<ScenarioResult> {
+  const { config, target } = ctx;
+  const nWorkers = Math.min(ctx.workers.length, Math.max(2, Math.ceil(count / config.socketsPerWorker)));
+  const workers = ctx.workers.slice(0, nWorkers);
+  const perWorkerConcurrency = Math.max(1, Math.ceil(config.connectConcurrency / nWorkers));
+
+  const connect = (group: string, total: number, userPrefix: string) => {
+    const ranges = split(total, nWorkers);
+    const command = { cmd: "connect" as const, group, urls: target.urls, secret: config.secret, tenantId: TENANT, userPrefix, localAddresses: config.sourceAddresses };
+    return Promise.all(
+      workers.map((w, i) =>
+        w.request<ConnectResult>(
+          { ...command, from: ranges[i][0], count: ranges[i][1], concurrency: perWorkerConcurrency, timeoutMs: 20_000 },
+          60_000 + total * 20
+        )
+      )
+    );
+  };
+
+  // Warm-up: the same path, on a smaller batch, closed before measuring.
+  await connect("warm", Math.min(WARMUP, count), "warm-user-");
+  await Promise.all(workers.map(w => w.request({ cmd: "close", group: "warm" }, 60_000)));
+  await drain(ctx, 30_000);
+  await sleep(500);
+
+  const memBefore = await memoryOf(target.gateways);
+  const othersBefore = await memoryOf(target.others);
+  const before = cpuMark(ctx, workers);
+  const results = await connect("conn", count, "conn-user-");
+  const after = cpuMark(ctx, workers);
+  const connected = results.reduce((a, r) => a + r.connected, 0);
+  const failed = results.reduce((a, r) => a + r.failed, 0);
+  const errors: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+  const elapsedMs = Math.max(...results.map(r => r.lastDone)) - Math.min(...results.map(r => r.firstStart));
+  const latency = Histogram.from(results.map(r => r.latency));
+  const used = cores(before, after);
+
+  await sleep(config.settleMs);
+  const held = await target.activeConnections();
+  const memAfter = await memoryOf(target.gateways);
+  const othersAfter = await memoryOf(target.others);
+  const mib = (b: number) => Math.round(b / 2 ** 20);
+  ctx.log(
+    `    connections: ${connected}/${count} in ${Math.round(elapsedMs)} ms, server holds ${held}, gateway RSS ${mib(memBefore.rss)} → ${mib(memAfter.rss)} MiB, heap ${mib(memBefore.heapUsed)} → ${mib(memAfter.heapUsed)} MiB`
+  );
+
+  await Promise.all(workers.map(w => w.request({ cmd: "close", group: "conn" }, 60_000)));
+  await drain(ctx, 30_000);
+
+  const metrics: Record<string, number> = {
+    connectionsPerSec: round((connected / elapsedMs) * 1000, 0),
+    connectP50Ms: round(latency.quantile(0.5) / 1000),
+    connectP99Ms: round(latency.quantile(0.99) / 1000),
+    serverCpuUsPerConnection: round(((after.server - before.server) * 1000) / connected, 0),
+    rssKiBPerConnection: round((memAfter.rss - memBefore.rss) / 1024 / connected, 1),
+    heapKiBPerConnection: round((memAfter.heapUsed - memBefore.heapUsed) / 1024 / connected, 1),
+    failedConnections: failed
+  };
+  if (target.others.length > 0) {
+    metrics.servicesRssKiBPerConnection = round((othersAfter.rss - othersBefore.rss) / 1024 / connected, 1);
+    metrics.servicesHeapKiBPerConnection = round((othersAfter.heapUsed - othersBefore.heapUsed) / 1024 / connected, 1);
+  }
+  return {
+    metrics,
+    details: {
+      requested: count,
+      connected,
+      heldByServer: held,
+      elapsedMs: round(elapsedMs, 0),
+      gatewayMemory: { before: memBefore, after: memAfter },
+      otherMemory: { before: othersBefore, after: othersAfter },
+      cores: { server: round(used.server), clients: round(used.clients), others: round(used.others) },
+      loadWorkers: nWorkers,
+      inFlightHandshakes: perWorkerConcurrency * nWorkers,
+      errors
+    }
+  };
+}

@@ -1,0 +1,244 @@
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { Context, Service, ServiceSchema } from "moleculer";
+import { loadConfig, type Config } from "../lib/config";
+import type { CallerMeta } from "../lib/context";
+import { DELIVERY_EVENT, type Delivery, type DeliveryTarget } from "../lib/delivery";
+import { authzFailed, invalidRequest, rateLimited } from "../lib/errors";
+import { readVisible, type Viewer } from "../lib/visibility";
+import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
+import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
+import { asServiceSchema } from "../types/service-schema";
+
+/**
+ * The event bus (seed 000 "Event Bus API"): publishes events to the tenant's ordered, durable log,
+ * pushes them to the tenant's connected clients with their position, and serves reads from a
+ * cursor (replay, `GET /api/events/poll`).
+ */
+interface EventBusThis extends Service {
+  log: EventLog;
+  rateLimits: RateLimitStore;
+  appended: EventEmitter;
+  /** Appends of the last seconds, for `eventsPerSecond` in /health. */
+  recentAppends: number[];
+  store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
+  viewerOf(tenantId: string, userId: string): Promise<Viewer>;
+}
+
+/** The Socket.IO event name under which bus events reach PF-2 clients. */
+export const BUS_SOCKET_EVENT = "event";
+
+const identifier = { type: "string", min: 1, max: 128 } as const;
+const audienceSchema = {
+  type: "object",
+  optional: true,
+  strict: true,
+  props: { userId: { ...identifier, optional: true }, roomId: { ...identifier, optional: true } }
+} as const;
+
+export const publishParams = {
+  eventId: { ...identifier, optional: true },
+  eventType: { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9_.:-]+$/ },
+  tenantId: identifier,
+  timestamp: { type: "date", convert: true, optional: true },
+  payload: { type: "any", optional: true },
+  metadata: { type: "object", optional: true },
+  schemaVersion: { type: "string", min: 1, max: 32, optional: true },
+  audience: audienceSchema
+} as const;
+
+interface PublishParams {
+  eventId?: string;
+  eventType: string;
+  tenantId: string;
+  timestamp?: Date;
+  payload?: unknown;
+  metadata?: Record<string, unknown>;
+  schemaVersion?: string;
+  audience?: { userId?: string; roomId?: string };
+}
+
+const POLL_MAX_LIMIT = 1000;
+const POLL_MAX_WAIT_SECONDS = 30;
+/** Long polls re-read at least this often, to see appends made on other nodes. */
+const LONG_POLL_RECHECK_MS = 250;
+
+export function deliveryTargetOf(audience: Audience | undefined): DeliveryTarget {
+  if (!audience) return { tenant: true };
+  return "userId" in audience ? { userId: audience.userId } : { roomId: audience.roomId };
+}
+
+function audienceOf(input: PublishParams["audience"]): Audience | undefined {
+  if (!input) return undefined;
+  if (input.userId !== undefined && input.roomId !== undefined) throw invalidRequest("audience names either a userId or a roomId, not both");
+  if (input.userId !== undefined) return { userId: input.userId };
+  if (input.roomId !== undefined) return { roomId: input.roomId };
+  return undefined;
+}
+
+export function createEventBusService(config: Config): ServiceSchema {
+  return asServiceSchema<Record<string, never>, EventBusThis>({
+    name: "eventbus",
+    mixins: [TenantScopeMixin()],
+
+    actions: {
+      /**
+       * Publish an event (`broker.call("eventbus.publish", event)`, `POST /api/events/publish`).
+       * Resolves once the event is durable in the log; idempotent by eventId.
+       */
+      publish: {
+        params: publishParams,
+        async handler(this: EventBusThis, ctx: Context<PublishParams, CallerMeta>) {
+          const caller = ctx.meta.auth;
+          if (caller && caller.role !== "service") throw authzFailed("Publishing needs a token with role 'service'");
+          const { tenantId } = ctx.params;
+          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, Date.now());
+          if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.eventBusPublishRateLimit, windowMs: 1000 });
+          const audience = audienceOf(ctx.params.audience);
+          const event: BusEvent = {
+            eventId: ctx.params.eventId ?? randomUUID(),
+            eventType: ctx.params.eventType,
+            tenantId,
+            timestamp: (ctx.params.timestamp ?? new Date()).toISOString(),
+            payload: ctx.params.payload ?? null,
+            metadata: ctx.params.metadata ?? {},
+            schemaVersion: ctx.params.schemaVersion ?? "1.0",
+            ...(audience ? { audience } : {})
+          };
+          const { event: stored, duplicate } = await this.store(tenantId, event);
+          if (!duplicate) {
+            const delivery: Delivery = { tenantId, target: deliveryTargetOf(stored.audience), event: BUS_SOCKET_EVENT, payload: stored };
+            // Realtime is best effort on top of the durable log: a client that misses it replays it.
+            await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
+          }
+          return { eventId: stored.eventId, position: stored.position, duplicate };
+        }
+      },
+
+      /** Appends an already-formed event (gateways persisting class B/C messages). */
+      append: {
+        visibility: "public",
+        params: { tenantId: identifier, event: { type: "object" } },
+        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; event: BusEvent }>) {
+          if (ctx.params.event.tenantId !== ctx.params.tenantId) throw invalidRequest("event.tenantId must be the tenant");
+          return this.store(ctx.params.tenantId, ctx.params.event);
+        }
+      },
+
+      /** Events after a cursor that a user may see (tenant-wide, theirs, their rooms'). */
+      read: {
+        visibility: "public",
+        params: {
+          tenantId: identifier,
+          userId: identifier,
+          rooms: { type: "array", items: "string", max: 10000, optional: true },
+          after: { type: "string", max: 200, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true }
+        },
+        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; rooms?: string[]; after?: string; limit?: number }>): Promise<ReadResult> {
+          const { tenantId, userId, rooms, after, limit } = ctx.params;
+          return readVisible((a, l) => this.log.read(tenantId, a, l), after, limit ?? 100, { userId, rooms: new Set(rooms ?? []) });
+        }
+      },
+
+      /** `GET /api/events/poll?lastEventId=&limit=&wait=` (seed 000, class B fallback). */
+      poll: {
+        params: {
+          tenantId: identifier,
+          lastEventId: { type: "string", max: 200, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, convert: true, optional: true },
+          wait: { type: "number", min: 0, max: POLL_MAX_WAIT_SECONDS, convert: true, optional: true }
+        },
+        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; lastEventId?: string; limit?: number; wait?: number }, CallerMeta>) {
+          const { tenantId, lastEventId, limit = 100, wait = 0 } = ctx.params;
+          const caller = ctx.meta.auth;
+          if (!caller) throw invalidRequest("poll is made on behalf of a user");
+          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, Date.now());
+          if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
+          const viewer = await this.viewerOf(tenantId, caller.userId);
+          const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), lastEventId || undefined, limit, viewer);
+          let result = await read();
+          const deadline = Date.now() + wait * 1000;
+          while (!result.lost && result.events.length === 0 && Date.now() < deadline) {
+            await new Promise<void>(resolve => {
+              const done = () => {
+                clearTimeout(timer);
+                this.appended.off(tenantId, done);
+                resolve();
+              };
+              const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
+              this.appended.on(tenantId, done);
+            });
+            result = await read();
+          }
+          return {
+            events: result.events,
+            hasMore: result.hasMore,
+            nextEventId: result.next,
+            ...(result.lost ? { historyLost: true } : {})
+          };
+        }
+      },
+
+      /** The newest `count` events a user may see, oldest first (a snapshot). */
+      tail: {
+        visibility: "public",
+        params: { tenantId: identifier, count: { type: "number", integer: true, min: 1, max: 10000 } },
+        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; count: number }>) {
+          return this.log.tail(ctx.params.tenantId, ctx.params.count);
+        }
+      },
+
+      /** For /health: throughput of the last 10 s and whether the backend answers. */
+      stats: {
+        visibility: "public",
+        async handler(this: EventBusThis) {
+          const now = Date.now();
+          this.recentAppends = this.recentAppends.filter(t => t > now - 10_000);
+          let status = "healthy";
+          try {
+            await this.log.head("__health__");
+          } catch {
+            status = "unhealthy";
+          }
+          return { status, eventsPerSecond: Math.round((this.recentAppends.length / 10) * 10) / 10, backend: config.redisUrl ? "redis" : "memory" };
+        }
+      }
+    },
+
+    methods: {
+      async store(this: EventBusThis, tenantId: string, event: BusEvent) {
+        const result = await this.log.append(tenantId, event, Date.now());
+        if (!result.duplicate) {
+          this.recentAppends.push(Date.now());
+          if (this.recentAppends.length > 100_000) this.recentAppends.splice(0, 50_000);
+          this.appended.emit(tenantId);
+        }
+        return result;
+      },
+
+      async viewerOf(this: EventBusThis, tenantId: string, userId: string): Promise<Viewer> {
+        // Rooms are connection-level; a poller sees the rooms its user is in on any device. Without
+        // the rooms service it still sees tenant-wide and personal events.
+        const rooms = await this.broker.call<string[], { tenantId: string; userId: string }>("rooms.ofUser", { tenantId, userId }).catch(() => [] as string[]);
+        return { userId, rooms: new Set(rooms) };
+      }
+    },
+
+    created(this: EventBusThis) {
+      this.log = createEventLog(config);
+      this.rateLimits = createRateLimitStore(config);
+      this.appended = new EventEmitter();
+      this.appended.setMaxListeners(0);
+      this.recentAppends = [];
+    },
+
+    async stopped(this: EventBusThis) {
+      await this.log.close();
+      await this.rateLimits.close();
+    }
+  });
+}
+
+export default () => createEventBusService(loadConfig());
