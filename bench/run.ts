@@ -8,9 +8,11 @@
  * alternate between the targets (BENCH_TRIALS each), the order rotating from one repetition and
  * trial to the next. Servers and load generators are separate processes.
  * Prints a markdown table (medians, product/baseline ratios) and writes bench/results/bench.json,
- * bench/results/benchmarks.svg (and docs/benchmarks.svg with BENCH_DOCS=1). Knobs: bench/lib/config.ts.
+ * bench.md, bench.svg (BENCH_RESULTS_NAME renames them; BENCH_DOCS=1 also writes docs/benchmarks.svg).
+ * Knobs: bench/lib/config.ts and docs/benchmarks.md.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { createConnection } from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -58,6 +60,37 @@ function reachable(url: string): Promise<boolean> {
     socket.once("connect", () => done(true));
     socket.once("error", () => done(false));
   });
+}
+
+/** Which product build was measured: the checked-out commit (read from .git, no git command) and a hash of dist/. */
+function buildFingerprint(): { commit: string | null; distSha256: string } {
+  let commit: string | null = null;
+  try {
+    const head = readFileSync(path.join(ROOT, ".git/HEAD"), "utf8").trim();
+    if (!head.startsWith("ref: ")) commit = head;
+    else {
+      const ref = head.slice(5);
+      const loose = path.join(ROOT, ".git", ref);
+      if (existsSync(loose)) commit = readFileSync(loose, "utf8").trim();
+      else commit = readFileSync(path.join(ROOT, ".git/packed-refs"), "utf8").split("\n").find(l => l.endsWith(` ${ref}`))?.split(" ")[0] ?? null;
+    }
+  } catch {
+    commit = null;
+  }
+  const hash = createHash("sha256");
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (entry.name.endsWith(".js")) hash.update(entry.name).update(readFileSync(file));
+    }
+  };
+  try {
+    walk(path.join(ROOT, "dist"));
+  } catch {
+    // no build
+  }
+  return { commit, distSha256: hash.digest("hex").slice(0, 16) };
 }
 
 function rotate<T>(xs: T[], by: number): T[] {
@@ -278,7 +311,7 @@ async function main(): Promise<void> {
     `Medians of ${config.reps} interleaved repetitions; ratios are product/baseline (range over repetitions). ` +
     `${config.connections} connections, ${config.fanoutClients} fan-out receivers, ${config.dmPairs} DM pairs. ` +
     `${machine.cpus} CPUs, Node ${machine.node}.`;
-  let output = `${heading}\n\n${main.markdown}\n`;
+  let output = config.reps > 0 ? `${heading}\n\n${main.markdown}\n` : "";
   let cluster: ReturnType<typeof table> | undefined;
   if (config.clusterConnections > 0) {
     cluster = table({
@@ -297,20 +330,29 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${output}`);
 
   mkdirSync(RESULTS, { recursive: true });
-  const svg = svgChart(
-    spec,
-    "PF-2 product relative to a plain Socket.IO baseline",
-    `median of ${config.reps} interleaved runs · ${machine.cpus} CPUs · Node ${machine.node} · ${startedAt.toISOString().slice(0, 10)}`
-  );
-  writeFileSync(path.join(RESULTS, "benchmarks.svg"), svg);
-  if (config.writeDocs) {
-    mkdirSync(path.join(ROOT, "docs"), { recursive: true });
-    writeFileSync(path.join(ROOT, "docs/benchmarks.svg"), svg);
+  const name = process.env.BENCH_RESULTS_NAME?.replace(/[^A-Za-z0-9_.-]/g, "") || "bench";
+  const written: string[] = [];
+  const write = (file: string, content: string) => {
+    writeFileSync(path.join(ROOT, file), content);
+    written.push(file);
+  };
+  if (config.reps > 0) {
+    const svg = svgChart(
+      spec,
+      "PF-2 product relative to a plain Socket.IO baseline",
+      `median of ${config.reps} interleaved repetitions · ${machine.cpus} CPUs · Node ${machine.node} · ${startedAt.toISOString().slice(0, 10)}`
+    );
+    write(`bench/results/${name}.svg`, svg);
+    if (config.writeDocs) {
+      mkdirSync(path.join(ROOT, "docs"), { recursive: true });
+      write("docs/benchmarks.svg", svg);
+    }
   }
-  writeFileSync(path.join(RESULTS, "summary.md"), output);
+  write(`bench/results/${name}.md`, output);
   const json = {
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
+    build: buildFingerprint(),
     machine,
     config: { ...config, secret: undefined },
     targets,
@@ -321,8 +363,8 @@ async function main(): Promise<void> {
     runs: details,
     failures
   };
-  writeFileSync(path.join(RESULTS, "bench.json"), JSON.stringify(json, null, 2));
-  log(`bench: wrote bench/results/bench.json, bench/results/summary.md, bench/results/benchmarks.svg${config.writeDocs ? ", docs/benchmarks.svg" : ""} in ${Math.round((Date.now() - startedAt.getTime()) / 1000)} s`);
+  write(`bench/results/${name}.json`, JSON.stringify(json, null, 2));
+  log(`bench: wrote ${written.join(", ")} in ${Math.round((Date.now() - startedAt.getTime()) / 1000)} s`);
   if (failures.length > 0) process.exitCode = 1;
 }
 

@@ -69,11 +69,11 @@ export interface BenchConfig {
 }
 
 export function loadBenchConfig(): BenchConfig {
-  const sources = int("BENCH_SOURCE_ADDRESSES", 8, 1);
+  const sources = int("BENCH_SOURCE_ADDRESSES", 16, 1);
   const messageClass = process.env.BENCH_MESSAGE_CLASS?.trim() || undefined;
   if (messageClass !== undefined && !CLASSES.includes(messageClass)) throw new Error(`BENCH_MESSAGE_CLASS must be one of ${CLASSES.join(", ")}`);
   return {
-    reps: int("BENCH_REPS", 3, 1),
+    reps: int("BENCH_REPS", 3, 0),
     trials: int("BENCH_TRIALS", 3, 1),
     targets: list<TargetId>("BENCH_TARGETS", [...ALL_TARGETS, "product-alt"], ALL_TARGETS),
     scenarios: list("BENCH_SCENARIOS", ALL_SCENARIOS),

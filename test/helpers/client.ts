@@ -1,9 +1,16 @@
 import { io, type Socket } from "socket.io-client";
 
 /** An unchanged socket.io-client, as an app would use it. */
-export function socketTo(url: string, token: unknown, options: { clientId?: string; path?: string } = {}): Socket {
+export interface ClientOptions {
+  clientId?: string;
+  path?: string;
+  /** Extra handshake fields beside the token (`lastEventId`, `rooms`). */
+  auth?: Record<string, unknown>;
+}
+
+export function socketTo(url: string, token: unknown, options: ClientOptions = {}): Socket {
   return io(url, {
-    auth: token === undefined ? {} : { token: token as string },
+    auth: { ...options.auth, ...(token === undefined ? {} : { token: token as string }) },
     query: options.clientId ? { clientId: options.clientId } : {},
     path: options.path,
     transports: ["websocket"],
@@ -45,7 +52,7 @@ export function firstEvent(socket: Socket, events: string[], timeoutMs = 5000): 
 }
 
 /** Connects and resolves once the server's `connected` event arrived. */
-export async function connect(url: string, token: unknown, options: { clientId?: string; path?: string } = {}): Promise<{ socket: Socket; connected: any }> {
+export async function connect(url: string, token: unknown, options: ClientOptions = {}): Promise<{ socket: Socket; connected: any }> {
   const socket = socketTo(url, token, options);
   const { event, payload } = await firstEvent(socket, ["connected", "connect_error"]);
   if (event === "connect_error") {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Socket } from "socket.io-client";
 import { NATS_URL, startNode, type TestNode } from "../helpers/node";
-import { connect, eventually, nextEvent, recorder, request, settle } from "../helpers/client";
+import { connect, eventually, nextEvent, recorder, request, settle, socketTo } from "../helpers/client";
 import { tokenFor } from "../helpers/tokens";
 import { spawnNode } from "../helpers/process-node";
 import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
@@ -129,6 +129,27 @@ for (const variant of variants) {
       await services.broker.call("gateway.send", { tenantId: "t4", userId: "fay", event: "notification", payload: { n: 1 } });
       expect(await got1).toEqual({ n: 1 });
       expect(await got2).toEqual({ n: 1 });
+    });
+
+    it("resumes a client on the other gateway from its cursor, with nothing lost or repeated", async () => {
+      const { socket: sender } = await client(gw1, "t5", "sender");
+      const { socket: reader } = await client(gw1, "t5", "reader");
+      const first = nextEvent(reader, "message");
+      const lastSeen = await request(sender, "message", { type: "chat", recipientId: "reader", payload: "seen" });
+      expect((await first).position).toBe(lastSeen.position);
+      reader.close();
+      const missed: string[] = [];
+      for (let i = 0; i < 10; i++) missed.push((await request(sender, "message", { type: "chat", recipientId: "reader", payload: i })).position);
+      const resumed = socketTo(gw2.url, tokenFor("t5", "reader"), { auth: { lastEventId: lastSeen.position } });
+      sockets.push(resumed);
+      const received: string[] = [];
+      resumed.on("message", (m: { position: string }) => received.push(m.position));
+      const connected = await nextEvent(resumed, "connected", 5000);
+      expect(connected.recovered).toBe(true);
+      await eventually(() => received.length >= 10, 5000, "10 replayed messages");
+      const live = await request(sender, "message", { type: "chat", recipientId: "reader", payload: "live" });
+      await eventually(() => received.length >= 11, 5000, "the live message");
+      expect(received).toEqual([...missed, live.position]);
     });
 
     it("applies the tenant guard to calls made across nodes", async () => {
