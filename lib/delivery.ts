@@ -22,6 +22,8 @@ export interface Delivery {
   volatile?: boolean;
   /** A connection that must not receive it (the sender's own socket). */
   exceptConnectionId?: string;
+  /** Socket.IO namespace of the protocol it is for; default `/` (PF-2). */
+  namespace?: string;
 }
 
 /** The event every gateway node subscribes to; each turns it into a local Socket.IO emit. */

@@ -31,8 +31,9 @@ const retryableCodes = new Set<ErrorCode>([ErrorCode.RATE_LIMIT, ErrorCode.INTER
  * services node reaches the client of another gateway with the same code.
  */
 export class RealtimeError extends Errors.MoleculerError {
-  constructor(code: ErrorCode, message: string, details?: unknown) {
-    super(message, httpStatusOf[code], code, details);
+  /** `httpStatus` overrides the code's usual status where a client contract asks for another (seed 004: 413, 422). */
+  constructor(code: ErrorCode, message: string, details?: unknown, httpStatus: number = httpStatusOf[code]) {
+    super(message, httpStatus, code, details);
     this.name = "RealtimeError";
     this.retryable = retryableCodes.has(code);
   }
@@ -66,7 +67,9 @@ export function toClientError(err: unknown): { status: number; body: ClientError
     const e = err as Errors.MoleculerError;
     if (knownCodes.has(e.type)) {
       const code = e.type as ErrorCode;
-      return { status: httpStatusOf[code], body: withDetails(e.message, code, e.data) };
+      // A 4xx carried by the error may refine the code's status (413, 422); anything else follows the code.
+      const status = typeof e.code === "number" && e.code >= 400 && e.code < 500 ? e.code : httpStatusOf[code];
+      return { status, body: withDetails(e.message, code, e.data) };
     }
     if (e.type === "VALIDATION_ERROR" || e.code === 422 || e.code === 400) {
       return {

@@ -43,6 +43,8 @@ export interface GatewayHost {
   callAs<T>(state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T>;
   /** Appends to the tenant's log; resolves once durable, rejects when the log is unreachable. */
   appendEvent(event: BusEvent): Promise<StoredEvent>;
+  /** The newest `count` events of the tenant's log, oldest first. */
+  tailEvents(tenantId: string, count: number): Promise<StoredEvent[]>;
   /** Reads what `viewer` may see of the tenant's log after a position. */
   readEvents(tenantId: string, viewer: Viewer, after: string | undefined, limit: number): Promise<ReadResult>;
   /** Reports a refused cross-tenant attempt. */

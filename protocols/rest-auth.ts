@@ -11,7 +11,9 @@ export function authenticateRequest(
   headers: IncomingMessage["headers"],
   onViolation: (principal: Principal, requestedTenantId: string) => void
 ): Principal {
-  const token = bearerToken(headers.authorization);
+  // Seed 004 clients send the same JWT as `X-User-Token`.
+  const userToken = headers["x-user-token"];
+  const token = bearerToken(headers.authorization) ?? (typeof userToken === "string" && userToken.length > 0 ? userToken : undefined);
   if (!token) throw authFailed("Missing bearer token");
   const principal = verifier.verify(token);
   const claimed = headers["x-tenant-id"];

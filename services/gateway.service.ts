@@ -24,6 +24,7 @@ import { readVisible, type Viewer } from "../lib/visibility";
 import { HoldingAdapter } from "../protocols/holding-adapter";
 import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
+import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -71,6 +72,7 @@ function handshakeError(err: unknown): Error & { data: unknown } {
 }
 
 export function createGatewayService(config: Config): ServiceSchema {
+  const feed = feedSettings();
   return asServiceSchema<Record<string, unknown>, GatewayThis>({
     name: "gateway",
     mixins: [ApiGateway, SocketIOMixin, TenantScopeMixin()],
@@ -106,6 +108,8 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /presence/:userId": "presence.get",
             "POST /events/publish": "eventbus.publish",
             "GET /events/poll": "eventbus.poll",
+            "POST /events": "gateway.feedPost",
+            "GET /events": "gateway.feedList",
             "GET /rooms/:roomId/members": "rooms.members"
           }
         }
@@ -128,7 +132,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           adapter: HoldingAdapter,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
-        namespaces: { "/": pf2Namespace() }
+        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} } }
       }
     },
 
@@ -166,6 +170,30 @@ export function createGatewayService(config: Config): ServiceSchema {
           if (RESERVED_EVENTS.includes(event)) throw invalidRequest(`'${event}' is reserved by Socket.IO`);
           await this.deliver({ tenantId, target: targets[0], event, payload: payload ?? null, volatile: volatile === true });
           return { event, target: targets[0] };
+        }
+      },
+
+      /** Seed 004 `POST /api/events {message}` → 201-style `{event}` (the created feed event). */
+      feedPost: {
+        params: { tenantId: { type: "string", min: 1, max: 128 }, message: { type: "any", optional: true } },
+        async handler(this: GatewayThis, ctx: Context<{ tenantId: string; message?: unknown }, CallerMeta & { $statusCode?: number }>) {
+          const author = ctx.meta.auth?.userId ?? "system";
+          const event = await postFeedEvent(this, feed, ctx.params.tenantId, author, ctx.params.message);
+          ctx.meta.$statusCode = 201;
+          return { event };
+        }
+      },
+
+      /** Seed 004 `GET /api/events?sinceId=&limit=` → `{events}` (oldest first). */
+      feedList: {
+        params: {
+          tenantId: { type: "string", min: 1, max: 128 },
+          sinceId: { type: "string", max: 200, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: 1000, convert: true, optional: true }
+        },
+        async handler(this: GatewayThis, ctx: Context<{ tenantId: string; sinceId?: string; limit?: number }, CallerMeta>) {
+          const result = await listFeedEvents(this, ctx.params.tenantId, ctx.meta.auth?.userId ?? "system", ctx.params.sinceId, ctx.params.limit ?? 100);
+          return { events: result.events, ...(result.lost ? { historyLost: true } : {}) };
         }
       },
 
@@ -221,7 +249,7 @@ export function createGatewayService(config: Config): ServiceSchema {
     events: {
       [DELIVERY_EVENT]: {
         handler(this: GatewayThis, ctx: Context<Delivery>) {
-          emitLocally(this.pf2(), ctx.params);
+          emitLocally(this.io.of(ctx.params.namespace ?? "/"), ctx.params);
         }
       }
     },
@@ -262,6 +290,14 @@ export function createGatewayService(config: Config): ServiceSchema {
         } catch (err) {
           this.logger.debug("Socket.IO handshake refused", { address: socket.handshake.address, reason: (err as Error).message });
           throw handshakeError(err);
+        }
+        if (socket.nsp.name === feed.namespace) {
+          try {
+            checkFeedTenant(socket, principal.tenantId);
+          } catch (err) {
+            this.broker.emit(TENANT_VIOLATION_EVENT, { tenantId: principal.tenantId, userId: principal.userId, via: "socket.io", namespace: feed.namespace, at: new Date().toISOString() });
+            throw handshakeError(err);
+          }
         }
         const handshake = (socket.handshake.auth ?? {}) as { lastEventId?: unknown; rooms?: unknown };
         const resumeRooms = handshake.rooms;
@@ -361,6 +397,11 @@ export function createGatewayService(config: Config): ServiceSchema {
         if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
         const result = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
         return result.event;
+      },
+
+      async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
+        if (this.eventLog) return this.eventLog.tail(tenantId, count);
+        return this.broker.call<StoredEvent[], object>("eventbus.tail", { tenantId, count }, { timeout: 10_000, retries: 0 });
       },
 
       async readEvents(this: GatewayThis, tenantId: string, viewer: Viewer, after: string | undefined, limit: number): Promise<ReadResult> {
@@ -519,6 +560,9 @@ export function createGatewayService(config: Config): ServiceSchema {
     async started(this: GatewayThis) {
       // Health is truthful from the first request; a Redis that is down only delays start by 2 s.
       if (this.redis) await whenReady(this.redis, 2000);
+      this.io.of(feed.namespace).on("connection", (socket: Socket) => {
+        onFeedConnection(this, feed, socket).catch((err: Error) => this.logger.error("Feed connection set-up failed", { connectionId: socket.id, error: err.message }));
+      });
       this.pf2().on("connection", (socket: Socket) => {
         this.onPf2Connection(socket).catch((err: Error) => this.logger.error("Connection set-up failed", { connectionId: socket.id, error: err.message }));
       });
