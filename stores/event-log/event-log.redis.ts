@@ -17,6 +17,12 @@ import { formatPosition, parsePosition, type AppendResult, type BusEvent, type E
 
 // KEYS: stream, trimmed; ARGV (from index `base`): maxLen, retentionMs
 const TRIM_FUNCTION = `
+local function older_than(id, bound)
+  local ims, iseq = string.match(id, '(%d+)-(%d+)')
+  local bms, bseq = string.match(bound, '(%d+)-(%d+)')
+  ims, iseq, bms, bseq = tonumber(ims), tonumber(iseq), tonumber(bms), tonumber(bseq)
+  return ims < bms or (ims == bms and iseq < bseq)
+end
 local function trim(stream, trimmedKey, maxLen, retentionMs)
   local lastGone = nil
   local excess = redis.call('XLEN', stream) - maxLen
@@ -28,8 +34,11 @@ local function trim(stream, trimmedKey, maxLen, retentionMs)
   local t = redis.call('TIME')
   local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local minId = string.format('%d', math.max(0, nowMs - retentionMs)) .. '-0'
-  local older = redis.call('XREVRANGE', stream, '(' .. minId, '-', 'COUNT', 1)
-  if #older > 0 then
+  -- Only when the oldest entry is expired: XREVRANGE from a bound below every entry walks the
+  -- whole stream, so it must not run on every append.
+  local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #oldest > 0 and older_than(oldest[1][1], minId) then
+    local older = redis.call('XREVRANGE', stream, '(' .. minId, '-', 'COUNT', 1)
     lastGone = older[1][1]
     redis.call('XTRIM', stream, 'MINID', minId)
   end
