@@ -104,6 +104,8 @@ export function createGatewayService(config: Config): ServiceSchema {
           authorization: true,
           mappingPolicy: "restrict",
           bodyParsers: { json: { strict: true, limit: "256kb" } },
+          // Long polls wait up to 30 s; everything else answers well within the broker's timeout.
+          callOptions: { timeout: 35_000 },
           aliases: {
             "GET /presence/:userId": "presence.get",
             "POST /events/publish": "eventbus.publish",

@@ -171,6 +171,15 @@ for (const backend of backends) {
         expect(Date.now() - started).toBeLessThan(3000);
       });
 
+      it("long-polls: answers empty when nothing arrives within `wait`", async () => {
+        const t = freshTenant();
+        const head = (await publish(t, { eventType: "tick", payload: 0 })).position;
+        const started = Date.now();
+        const res = await poll(t, "u1", `?lastEventId=${encodeURIComponent(head)}&wait=1`);
+        expect(res.body).toMatchObject({ events: [], hasMore: false, nextEventId: head });
+        expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+      });
+
       it("says when a cursor can no longer be served", async () => {
         const t = freshTenant();
         await publish(t, { eventType: "tick", payload: 0 });
