@@ -1,10 +1,13 @@
 import path from "node:path";
 import type { BrokerOptions } from "moleculer";
+import { channelMiddlewares } from "./lib/channels";
+import { loadConfig } from "./lib/config";
 
 /**
  * Broker options from the environment, following the Moleculer runner's convention:
  * TRANSPORTER (none = one process), NODEID, NAMESPACE, LOGLEVEL; SERVICES picks the services of
- * this node (comma list, default: all of them).
+ * this node (comma list, default: all of them). The Channels middleware (consumer groups of bus
+ * events, lib/channels.ts) is configured from the same environment as the services.
  */
 const env = process.env;
 
@@ -43,6 +46,8 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
     tracking: { enabled: true, shutdownTimeout: 10_000 },
     metrics: { enabled: env.METRICS === "true" },
     tracing: { enabled: env.TRACING === "true" },
+    // One adapter per broker: each call builds new middlewares.
+    middlewares: channelMiddlewares(loadConfig(env)),
     ...overrides
   };
 }

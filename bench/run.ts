@@ -120,6 +120,90 @@ async function startTarget(config: BenchConfig, id: TargetId): Promise<RunningTa
   }
 }
 
+function machineInfo() {
+  return {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? "unknown",
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`
+  };
+}
+
+/** The markdown (tables, failures) and the SVG chart of one run, from its samples. */
+function render(
+  config: BenchConfig,
+  targets: TargetId[],
+  samples: Samples,
+  clusterSamples: Samples,
+  machine: ReturnType<typeof machineInfo>,
+  startedAt: Date,
+  failures: string[]
+) {
+  const titles = { ...TITLES };
+  if (config.natsGateways > 1) titles["product-nats"] = `product, ${config.natsGateways} gateways + NATS`;
+  const spec = {
+    rows: rowsFor(config.fanoutRate, config.fanoutLowRate, config.fanoutClients, config.dmRate),
+    samples,
+    columns: targets.map(t => ({ variant: t, title: titles[t] })),
+    baseline: "baseline",
+    ratios: [
+      ...(targets.includes("product") ? [{ variant: "product", title: "1 node / baseline", target: "single" as const }] : []),
+      ...(targets.includes("product-nats") ? [{ variant: "product-nats", title: "NATS / baseline", target: "nats" as const }] : []),
+      ...(targets.includes("product-alt") ? [{ variant: "product-alt", title: "alt / baseline", target: "single" as const }] : [])
+    ]
+  };
+  const main = table(spec);
+  const heading =
+    `Medians of ${config.reps} interleaved repetitions; ratios are product/baseline (range over repetitions). ` +
+    `${config.connections} connections, ${config.fanoutClients} fan-out receivers, ${config.dmPairs} DM pairs` +
+    `${config.messageClass ? `, messages sent as ${config.messageClass}` : ""}. ${machine.cpus} CPUs, Node ${machine.node}.`;
+  let output = config.reps > 0 ? `${heading}\n\n${main.markdown}\n` : "";
+  let cluster: ReturnType<typeof table> | undefined;
+  if (config.clusterConnections > 0) {
+    cluster = table({
+      rows: clusterRows(),
+      samples: clusterSamples,
+      columns: [
+        { variant: "product-cluster", title: `product, ${config.clusterGateways} gateways + NATS` },
+        { variant: "baseline-cluster", title: `baseline × ${config.clusterGateways}` }
+      ],
+      baseline: "baseline-cluster",
+      ratios: [{ variant: "product-cluster", title: "product / baseline", target: "nats" }]
+    });
+    output += `\n${config.clusterConnections} connections over ${config.clusterGateways} gateways (medians of ${config.clusterReps}):\n\n${cluster.markdown}\n`;
+  }
+  if (failures.length > 0) output += `\nFailures:\n${failures.map(f => `- ${f}`).join("\n")}\n`;
+  const svg =
+    config.reps > 0
+      ? svgChart(
+          spec,
+          "PF-2 product relative to a plain Socket.IO baseline",
+          `median of ${config.reps} interleaved repetitions · ${machine.cpus} CPUs · Node ${machine.node} · ${startedAt.toISOString().slice(0, 10)}`
+        )
+      : undefined;
+  return { output, svg, main, cluster };
+}
+
+/** `node dist-bench/bench/run.js --report bench/results/<name>.json`: prints a saved run again (and its chart with BENCH_DOCS=1). */
+function reportOnly(file: string): void {
+  const saved = JSON.parse(readFileSync(path.resolve(file), "utf8")) as {
+    startedAt: string;
+    machine: ReturnType<typeof machineInfo>;
+    config: BenchConfig;
+    targets: TargetId[];
+    samples: Samples;
+    clusterSamples: Samples;
+    failures: string[];
+  };
+  const { output, svg } = render(saved.config, saved.targets, saved.samples, saved.clusterSamples ?? {}, saved.machine, new Date(saved.startedAt), saved.failures ?? []);
+  process.stdout.write(`${output}`);
+  if (svg && process.env.BENCH_DOCS === "1") {
+    writeFileSync(path.join(ROOT, "docs/benchmarks.svg"), svg);
+    log("bench: wrote docs/benchmarks.svg");
+  }
+}
+
 async function main(): Promise<void> {
   const config = loadBenchConfig();
   const startedAt = new Date();
@@ -286,47 +370,8 @@ async function main(): Promise<void> {
 
   await cleanup();
 
-  // Report.
-  if (config.natsGateways > 1) TITLES["product-nats"] = `product, ${config.natsGateways} gateways + NATS`;
-  const spec = {
-    rows: rowsFor(config.fanoutRate, config.fanoutLowRate, config.fanoutClients, config.dmRate),
-    samples,
-    columns: targets.map(t => ({ variant: t, title: TITLES[t] })),
-    baseline: "baseline",
-    ratios: [
-      ...(targets.includes("product") ? [{ variant: "product", title: "1 node / baseline", target: "single" as const }] : []),
-      ...(targets.includes("product-nats") ? [{ variant: "product-nats", title: "NATS / baseline", target: "nats" as const }] : []),
-      ...(targets.includes("product-alt") ? [{ variant: "product-alt", title: "alt / baseline", target: "single" as const }] : [])
-    ]
-  };
-  const main = table(spec);
-  const machine = {
-    cpus: os.cpus().length,
-    cpuModel: os.cpus()[0]?.model ?? "unknown",
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    platform: `${os.type()} ${os.release()} ${os.arch()}`
-  };
-  const heading =
-    `Medians of ${config.reps} interleaved repetitions; ratios are product/baseline (range over repetitions). ` +
-    `${config.connections} connections, ${config.fanoutClients} fan-out receivers, ${config.dmPairs} DM pairs. ` +
-    `${machine.cpus} CPUs, Node ${machine.node}.`;
-  let output = config.reps > 0 ? `${heading}\n\n${main.markdown}\n` : "";
-  let cluster: ReturnType<typeof table> | undefined;
-  if (config.clusterConnections > 0) {
-    cluster = table({
-      rows: clusterRows(),
-      samples: clusterSamples,
-      columns: [
-        { variant: "product-cluster", title: `product, ${config.clusterGateways} gateways + NATS` },
-        { variant: "baseline-cluster", title: `baseline × ${config.clusterGateways}` }
-      ],
-      baseline: "baseline-cluster",
-      ratios: [{ variant: "product-cluster", title: "product / baseline", target: "nats" }]
-    });
-    output += `\n${config.clusterConnections} connections over ${config.clusterGateways} gateways (medians of ${config.clusterReps}):\n\n${cluster.markdown}\n`;
-  }
-  if (failures.length > 0) output += `\nFailures:\n${failures.map(f => `- ${f}`).join("\n")}\n`;
+  const machine = machineInfo();
+  const { output, svg, main, cluster } = render(config, targets, samples, clusterSamples, machine, startedAt, failures);
   process.stdout.write(`\n${output}`);
 
   mkdirSync(RESULTS, { recursive: true });
@@ -336,12 +381,7 @@ async function main(): Promise<void> {
     writeFileSync(path.join(ROOT, file), content);
     written.push(file);
   };
-  if (config.reps > 0) {
-    const svg = svgChart(
-      spec,
-      "PF-2 product relative to a plain Socket.IO baseline",
-      `median of ${config.reps} interleaved repetitions · ${machine.cpus} CPUs · Node ${machine.node} · ${startedAt.toISOString().slice(0, 10)}`
-    );
+  if (svg) {
     write(`bench/results/${name}.svg`, svg);
     if (config.writeDocs) {
       mkdirSync(path.join(ROOT, "docs"), { recursive: true });
@@ -375,7 +415,9 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-main().catch(async err => {
+const reportAt = process.argv.indexOf("--report");
+if (reportAt >= 0) reportOnly(process.argv[reportAt + 1]);
+else main().catch(async err => {
   console.error(err);
   await cleanup();
   process.exit(1);

@@ -29,8 +29,19 @@ export interface Config {
   eventBusRetentionMs: number;
   /** Per-tenant size cap of the log. */
   eventBusMaxEventsPerTenant: number;
-  /** EVENT_BUS_MAX_RETRIES: handler attempts before an event is dead-lettered. */
+  /**
+   * EVENT_BUS_MAX_RETRIES: handler attempts (the first delivery included) before an event is
+   * dead-lettered; 0 behaves as 1 (no retry). Same meaning as @moleculer/channels' `maxRetries`.
+   */
   eventBusMaxRetries: number;
+  /** EVENT_BUS_STREAM_NAME (seed 001): the channel every published event is sent to, for consumer groups. */
+  eventBusStreamName: string;
+  /** EVENT_BUS_CONSUMER_GROUP (seed 001): the consumer group of subscriptions and consumers that name none. */
+  eventBusConsumerGroup: string;
+  /** EVENT_BUS_RETRY_DELAY_MS: delay before a failed delivery is retried (Redis: idle time before redelivery; memory: first backoff step). */
+  eventBusRetryDelayMs: number;
+  /** EVENT_BUS_STREAM_MAX_LEN: approximate cap of the Redis channel stream (entries, all tenants). */
+  eventBusStreamMaxLen: number;
   /** Publishes one tenant may make per second. */
   eventBusPublishRateLimit: number;
   /** Polls one client may make per minute. */
@@ -52,6 +63,16 @@ function intFrom(env: Env, name: string, fallback: number, min = 0): number {
 function stringFrom(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw.trim() === "" ? undefined : raw;
+}
+
+/** A channel or consumer-group name: it becomes part of Redis keys and Moleculer event names. */
+function nameFrom(env: Env, name: string, fallback: string): string {
+  const raw = stringFrom(env, name);
+  if (raw === undefined) return fallback;
+  if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(raw)) {
+    throw new Error(`Configuration ${name} must be 1-128 characters of A-Z a-z 0-9 _ . : -, got "${raw}"`);
+  }
+  return raw;
 }
 
 /** A PEM key may be given inline with literal "\n" escapes (common in .env files and k8s secrets). */
@@ -80,6 +101,10 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     eventBusRetentionMs: intFrom(env, "EVENT_BUS_RETENTION_PERIOD", 7 * 24 * 60 * 60 * 1000, 1000),
     eventBusMaxEventsPerTenant: intFrom(env, "EVENT_BUS_MAX_EVENTS_PER_TENANT", 100_000, 1),
     eventBusMaxRetries: intFrom(env, "EVENT_BUS_MAX_RETRIES", 3, 0),
+    eventBusStreamName: nameFrom(env, "EVENT_BUS_STREAM_NAME", "webwaka:events"),
+    eventBusConsumerGroup: nameFrom(env, "EVENT_BUS_CONSUMER_GROUP", "webwaka-consumers"),
+    eventBusRetryDelayMs: intFrom(env, "EVENT_BUS_RETRY_DELAY_MS", 1000, 10),
+    eventBusStreamMaxLen: intFrom(env, "EVENT_BUS_STREAM_MAX_LEN", 1_000_000, 1000),
     eventBusPublishRateLimit: intFrom(env, "EVENT_BUS_PUBLISH_RATE_LIMIT", 1000, 1),
     pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
     ...overrides

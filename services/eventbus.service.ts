@@ -1,10 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import type { Context, Service, ServiceSchema } from "moleculer";
+import type { DeadLetterFilter } from "../lib/channel-adapter";
+import { channelSender, eventBusChannelsOf } from "../lib/channels";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
 import { DELIVERY_EVENT, type Delivery, type DeliveryTarget } from "../lib/delivery";
-import { authzFailed, invalidRequest, rateLimited } from "../lib/errors";
+import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError } from "../lib/errors";
+import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
 import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
@@ -13,17 +16,21 @@ import { asServiceSchema } from "../types/service-schema";
 
 /**
  * The event bus (seed 000 "Event Bus API"): publishes events to the tenant's ordered, durable log,
- * pushes them to the tenant's connected clients with their position, and serves reads from a
- * cursor (replay, `GET /api/events/poll`).
+ * pushes them to the tenant's connected clients with their position, hands them to consumer groups
+ * (the EVENT_BUS_STREAM_NAME channel, lib/channels.ts), and serves reads from a cursor (replay,
+ * `GET /api/events/poll`). Operators list and redrive the consumers' dead letters.
  */
 interface EventBusThis extends Service {
   log: EventLog;
   rateLimits: RateLimitStore;
+  handoff: EventHandoff;
   appended: EventEmitter;
   /** Appends of the last seconds, for `eventsPerSecond` in /health. */
   recentAppends: number[];
   store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
   viewerOf(tenantId: string, userId: string): Promise<Viewer>;
+  toChannel(event: StoredEvent): Promise<void>;
+  channelStats(): Promise<Record<string, unknown>>;
 }
 
 /** The Socket.IO event name under which bus events reach PF-2 clients. */
@@ -60,6 +67,10 @@ interface PublishParams {
 }
 
 const POLL_MAX_LIMIT = 1000;
+const DEAD_LETTERS_MAX_LIMIT = 1000;
+const REDRIVE_MAX = 10_000;
+/** /health asks `stats` with a 1 s timeout; the channel figures must not make it miss that. */
+const CHANNEL_STATS_TIMEOUT_MS = 500;
 const POLL_MAX_WAIT_SECONDS = 30;
 /** Long polls re-read at least this often, to see appends made on other nodes. */
 const LONG_POLL_RECHECK_MS = 250;
@@ -85,7 +96,9 @@ export function createEventBusService(config: Config): ServiceSchema {
     actions: {
       /**
        * Publish an event (`broker.call("eventbus.publish", event)`, `POST /api/events/publish`).
-       * Resolves once the event is durable in the log; idempotent by eventId.
+       * Resolves once the event is durable in the log and handed to the consumer groups' channel;
+       * idempotent by eventId. When the channel refuses it, publish rejects (503, retryable) and a
+       * retry with the same eventId sends it; an ordinary duplicate is not sent again.
        */
       publish: {
         params: publishParams,
@@ -106,11 +119,19 @@ export function createEventBusService(config: Config): ServiceSchema {
             schemaVersion: ctx.params.schemaVersion ?? "1.0",
             ...(audience ? { audience } : {})
           };
+          const channelled = channelSender(this.broker) !== undefined && eventBusChannelsOf(this.broker) !== undefined;
+          // See lib/event-handoff.ts: an earlier attempt of this eventId may have stored the event
+          // without handing it to the consumer groups.
+          const markedNow = channelled ? await this.handoff.begin(tenantId, event.eventId, Date.now()) : false;
           const { event: stored, duplicate } = await this.store(tenantId, event);
           if (!duplicate) {
             const delivery: Delivery = { tenantId, target: deliveryTargetOf(stored.audience), event: BUS_SOCKET_EVENT, payload: stored };
             // Realtime is best effort on top of the durable log: a client that misses it replays it.
             await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
+          }
+          if (channelled) {
+            if (!duplicate || !markedNow) await this.toChannel(stored);
+            await this.handoff.end(tenantId, stored.eventId).catch((err: Error) => this.logger.warn("Could not clear an event handoff mark", { tenantId, error: err.message }));
           }
           return { eventId: stored.eventId, position: stored.position, duplicate };
         }
@@ -202,7 +223,49 @@ export function createEventBusService(config: Config): ServiceSchema {
           } catch {
             status = "unhealthy";
           }
-          return { status, eventsPerSecond: Math.round((this.recentAppends.length / 10) * 10) / 10, backend: config.redisUrl ? "redis" : "memory" };
+          const channels = await this.channelStats();
+          return { status, eventsPerSecond: Math.round((this.recentAppends.length / 10) * 10) / 10, backend: config.redisUrl ? "redis" : "memory", ...channels };
+        }
+      },
+
+      /**
+       * Dead-lettered events of the consumer groups, oldest first (operators: REPL / cluster only).
+       * With Redis the queue is shared by all nodes; in memory it is this process's consumers'.
+       */
+      deadLetters: {
+        visibility: "public",
+        params: {
+          tenantId: { ...identifier, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: DEAD_LETTERS_MAX_LIMIT, convert: true, optional: true }
+        },
+        async handler(this: EventBusThis, ctx: Context<{ tenantId?: string; limit?: number }>) {
+          const { adapter } = requireChannels(this);
+          const filter: DeadLetterFilter = { tenantId: ctx.params.tenantId, limit: ctx.params.limit ?? 100 };
+          const [deadLetters, total] = await Promise.all([adapter.listDeadLetters(filter), adapter.deadLetterCount()]);
+          return { deadLetters, total };
+        }
+      },
+
+      /**
+       * Re-sends dead-lettered events to their channel, for the group that failed them only, and
+       * removes them from the dead-letter queue: those named by `ids`, or with `all: true` every one
+       * (of `tenantId` when given).
+       */
+      redrive: {
+        visibility: "public",
+        params: {
+          ids: { type: "array", items: { type: "string", min: 1, max: 64 }, min: 1, max: REDRIVE_MAX, optional: true },
+          all: { type: "boolean", optional: true },
+          tenantId: { ...identifier, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: REDRIVE_MAX, convert: true, optional: true }
+        },
+        async handler(this: EventBusThis, ctx: Context<{ ids?: string[]; all?: boolean; tenantId?: string; limit?: number }>) {
+          const { ids, all, tenantId, limit } = ctx.params;
+          if (!ids && all !== true) throw invalidRequest("Name the dead letters to redrive (ids) or pass all: true");
+          const { adapter } = requireChannels(this);
+          const result = await adapter.redrive({ ids, tenantId, limit: limit ?? REDRIVE_MAX });
+          this.logger.info("Redrove dead letters", { redriven: result.redriven.length, skipped: result.skipped.length, tenantId });
+          return result;
         }
       }
     },
@@ -218,6 +281,40 @@ export function createEventBusService(config: Config): ServiceSchema {
         return result;
       },
 
+      async toChannel(this: EventBusThis, event: StoredEvent) {
+        const send = channelSender(this.broker);
+        const channels = eventBusChannelsOf(this.broker);
+        if (!send || !channels) return;
+        try {
+          await send(channels.settings.channel, event, { xaddMaxLen: `~${channels.settings.streamMaxLen}` });
+        } catch (err) {
+          this.logger.warn("Event stored but not handed to consumer groups", { tenantId: event.tenantId, eventId: event.eventId, error: (err as Error).message });
+          // The publisher retries with the same eventId; the handoff mark makes that retry send it.
+          throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "Event stored but not yet delivered to consumers; retry with the same eventId", { retryable: true, eventId: event.eventId }, 503);
+        }
+      },
+
+      /** Dead-letter count and, with Redis, each consumer group's pending and lag; {} when unknown. */
+      async channelStats(this: EventBusThis): Promise<Record<string, unknown>> {
+        const channels = eventBusChannelsOf(this.broker);
+        if (!channels) return {};
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error("timeout")), CHANNEL_STATS_TIMEOUT_MS);
+        });
+        try {
+          const [deadLetters, consumerGroups] = await Promise.race([
+            Promise.all([channels.adapter.deadLetterCount(), channels.adapter.consumerGroups(channels.settings.channel)]),
+            timeout
+          ]);
+          return { deadLetters, ...(consumerGroups ? { consumerGroups } : {}) };
+        } catch {
+          return {};
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+
       async viewerOf(this: EventBusThis, tenantId: string, userId: string): Promise<Viewer> {
         // Rooms are connection-level; a poller sees the rooms its user is in on any device. Without
         // the rooms service it still sees tenant-wide and personal events.
@@ -229,16 +326,30 @@ export function createEventBusService(config: Config): ServiceSchema {
     created(this: EventBusThis) {
       this.log = createEventLog(config);
       this.rateLimits = createRateLimitStore(config);
+      this.handoff = createEventHandoff(config);
       this.appended = new EventEmitter();
       this.appended.setMaxListeners(0);
       this.recentAppends = [];
     },
 
+    started(this: EventBusThis) {
+      if (!channelSender(this.broker) || !eventBusChannelsOf(this.broker)) {
+        this.logger.warn("No event-bus channel on this broker (build it with channelMiddlewares): consumer groups receive nothing");
+      }
+    },
+
     async stopped(this: EventBusThis) {
       await this.log.close();
       await this.rateLimits.close();
+      await this.handoff.close();
     }
   });
+}
+
+function requireChannels(service: EventBusThis) {
+  const channels = eventBusChannelsOf(service.broker);
+  if (!channels) throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "Consumer groups are not enabled on this node (no channel middleware)");
+  return channels;
 }
 
 export default () => createEventBusService(loadConfig());

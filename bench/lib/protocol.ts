@@ -132,6 +132,7 @@ export interface ReplyMessage {
   error?: string;
 }
 
+/** Fan-out flow control: the lowest "seen up to" publisher sequence over the group's sockets. */
 export interface ProgressMessage {
   event: "progress";
   group: string;

@@ -27,6 +27,8 @@ interface Client {
   socket: Socket;
   index: number;
   received: number;
+  /** 1 + the highest publisher sequence number seen (volatile classes may drop some in between). */
+  seen: number;
 }
 
 interface Group {
@@ -67,7 +69,7 @@ function open(c: ConnectCommand, g: Group, index: number, token: string, latency
       localAddress: c.localAddresses[index % c.localAddresses.length]
     } as Partial<ManagerOptions & SocketOptions>;
     const socket = io(c.urls[(index + (c.urlOffset ?? 0)) % c.urls.length], options);
-    const client: Client = { socket, index, received: 0 };
+    const client: Client = { socket, index, received: 0, seen: 0 };
     let settled = false;
     const fail = (reason: string) => {
       if (settled) return;
@@ -137,10 +139,13 @@ function arm(name: string, progress: boolean): number {
   g.received = 0;
   for (const client of g.clients) {
     client.received = 0;
+    client.seen = 0;
     client.socket.off("message");
-    client.socket.on("message", (m: { payload?: { t?: unknown } }) => {
+    client.socket.on("message", (m: { payload?: { t?: unknown; s?: unknown } }) => {
       client.received += 1;
       g.received += 1;
+      const s = m?.payload?.s;
+      if (typeof s === "number" && s >= client.seen) client.seen = s + 1;
       if (g.recording) {
         const t = m?.payload?.t;
         if (typeof t === "number") g.latency.record((now() - t) * 1000);
@@ -152,7 +157,7 @@ function arm(name: string, progress: boolean): number {
     let last = -1;
     g.progressTimer = setInterval(() => {
       let min = Infinity;
-      for (const client of g.clients) if (client.received < min) min = client.received;
+      for (const client of g.clients) if (client.seen < min) min = client.seen;
       if (min !== last && min !== Infinity) {
         last = min;
         const message: ProgressMessage = { event: "progress", group: name, min };

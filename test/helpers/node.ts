@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { ServiceBroker, type BrokerOptions, type Service } from "moleculer";
+import { channelMiddlewares } from "../../lib/channels";
 import { loadConfig, type Config } from "../../lib/config";
 import { createGatewayService } from "../../services/gateway.service";
 import { createPresenceService } from "../../services/presence.service";
@@ -27,7 +28,10 @@ export interface NodeOptions {
   broker?: Partial<BrokerOptions>;
 }
 
-/** Starts a real broker with real services; the gateway listens on a free port of 127.0.0.1. */
+/**
+ * Starts a real broker with real services; the gateway listens on a free port of 127.0.0.1. Like
+ * moleculer.config.ts, the broker gets the event-bus channel middlewares for the node's config.
+ */
 export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
   const config = loadConfig({}, { jwtSecret: TEST_SECRET, wsPort: 0, wsHost: "127.0.0.1", ...options.config });
   const broker = new ServiceBroker({
@@ -36,6 +40,7 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     requestTimeout: 5000,
     heartbeatInterval: 1,
     heartbeatTimeout: 4,
+    middlewares: channelMiddlewares(config),
     ...options.broker
   });
   const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService, eventbus: createEventBusService };

@@ -36,6 +36,10 @@ describe("loadConfig", () => {
       eventBusRetentionMs: 604800000,
       eventBusMaxEventsPerTenant: 100000,
       eventBusMaxRetries: 3,
+      eventBusStreamName: "webwaka:events",
+      eventBusConsumerGroup: "webwaka-consumers",
+      eventBusRetryDelayMs: 1000,
+      eventBusStreamMaxLen: 1000000,
       eventBusPublishRateLimit: 1000,
       pollRateLimit: 60
     });
@@ -60,6 +64,10 @@ describe("loadConfig", () => {
       EVENT_BUS_RETENTION_PERIOD: "60000",
       EVENT_BUS_MAX_EVENTS_PER_TENANT: "50",
       EVENT_BUS_MAX_RETRIES: "5",
+      EVENT_BUS_STREAM_NAME: "staging:events",
+      EVENT_BUS_CONSUMER_GROUP: "billing",
+      EVENT_BUS_RETRY_DELAY_MS: "250",
+      EVENT_BUS_STREAM_MAX_LEN: "5000",
       EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
       POLL_RATE_LIMIT: "7"
     });
@@ -82,6 +90,10 @@ describe("loadConfig", () => {
       eventBusRetentionMs: 60000,
       eventBusMaxEventsPerTenant: 50,
       eventBusMaxRetries: 5,
+      eventBusStreamName: "staging:events",
+      eventBusConsumerGroup: "billing",
+      eventBusRetryDelayMs: 250,
+      eventBusStreamMaxLen: 5000,
       eventBusPublishRateLimit: 10,
       pollRateLimit: 7
     });
@@ -108,7 +120,11 @@ describe("loadConfig", () => {
     ["WS_MESSAGE_RATE_LIMIT", "ten"],
     ["WS_MAX_PAYLOAD_BYTES", "64k"],
     ["PRESENCE_TTL_SECONDS", "0"],
-    ["WS_PING_INTERVAL", "NaN"]
+    ["WS_PING_INTERVAL", "NaN"],
+    ["EVENT_BUS_RETRY_DELAY_MS", "5"],
+    ["EVENT_BUS_STREAM_MAX_LEN", "10"],
+    ["EVENT_BUS_STREAM_NAME", "has spaces"],
+    ["EVENT_BUS_CONSUMER_GROUP", "a*b"]
   ])("refuses %s=%j", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
