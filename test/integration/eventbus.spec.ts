@@ -256,3 +256,35 @@ for (const backend of backends) {
     });
   });
 }
+
+describe("event bus limits", () => {
+  let node: TestNode;
+  beforeAll(async () => {
+    node = await startNode({ services: ["gateway", "rooms", "eventbus"], config: { eventBusPublishRateLimit: 3, pollRateLimit: 2 } });
+  });
+  afterAll(() => node.stop());
+
+  it("refuses publishes past EVENT_BUS_PUBLISH_RATE_LIMIT per tenant and second (429 over REST)", async () => {
+    for (let i = 0; i < 3; i++) await node.broker.call("eventbus.publish", { tenantId: "lim-1", eventType: "tick", payload: i });
+    await expect(node.broker.call("eventbus.publish", { tenantId: "lim-1", eventType: "tick" })).rejects.toMatchObject({ type: "RATE_LIMIT" });
+    // Another tenant has its own budget.
+    await node.broker.call("eventbus.publish", { tenantId: "lim-2", eventType: "tick" });
+    const res = await fetch(`${node.url}/api/events/publish`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${tokenFor("lim-1", "svc", { role: "service" })}`, "X-Tenant-ID": "lim-1", "Content-Type": "application/json" },
+      body: JSON.stringify({ eventType: "tick" })
+    });
+    expect(res.status).toBe(429);
+    expect(res.headers.get("retry-after")).not.toBeNull();
+  });
+
+  it("refuses polls past POLL_RATE_LIMIT per user and minute", async () => {
+    const pollOnce = () =>
+      fetch(`${node.url}/api/events/poll`, { headers: { Authorization: `Bearer ${tokenFor("lim-3", "poller")}`, "X-Tenant-ID": "lim-3" } });
+    expect((await pollOnce()).status).toBe(200);
+    expect((await pollOnce()).status).toBe(200);
+    const third = await pollOnce();
+    expect(third.status).toBe(429);
+    expect(((await third.json()) as { code: string }).code).toBe("RATE_LIMIT");
+  });
+});
