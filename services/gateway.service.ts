@@ -473,6 +473,12 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async deliver(this: GatewayThis, delivery: Delivery) {
+        // Without a transporter this process is the only gateway: emit directly instead of paying
+        // for a Moleculer broadcast (context, event routing) on every message.
+        if (!this.broker.transit) {
+          emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+          return;
+        }
         await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
       },
 
