@@ -1,9 +1,27 @@
-import type { Context, Service, ServiceSchema } from "moleculer";
+import type { Context, LoggerInstance, Service, ServiceBroker, ServiceSchema } from "moleculer";
 import type { CallerMeta } from "../lib/context";
 import { tenantViolation } from "../lib/errors";
 
 /** Emitted on every refused cross-tenant attempt, for the audit trail and security monitoring. */
 export const TENANT_VIOLATION_EVENT = "security.tenantViolation";
+
+/** One refused cross-tenant attempt, as logged and emitted for the audit trail. */
+export interface TenantViolation {
+  tenantId: string;
+  userId: string;
+  requestedTenantId: string;
+  /** The transport that refused it (`rest`, `socket.io`); absent for an action call. */
+  via?: string;
+  /** The action, client event, namespace or path that was addressed. */
+  action?: string;
+  connectionId?: string;
+}
+
+/** Logs a refused cross-tenant attempt and emits it as TENANT_VIOLATION_EVENT, with one shape everywhere. */
+export function reportTenantViolation(broker: ServiceBroker, logger: LoggerInstance, violation: TenantViolation): void {
+  logger.warn("Tenant violation refused", violation);
+  broker.emit(TENANT_VIOLATION_EVENT, { ...violation, nodeID: broker.nodeID, at: new Date().toISOString() });
+}
 
 /** An action is tenant-scoped when its params schema declares `tenantId`. */
 export function isTenantScoped(action: { params?: unknown } | null | undefined): boolean {
@@ -26,23 +44,13 @@ export function TenantScopeMixin(): Partial<ServiceSchema> {
           if (!principal) return;
           const requested = ctx.params.tenantId;
           if (requested === principal.tenantId) return;
-          const details = { action: ctx.action?.name };
-          this.logger.warn("Tenant violation refused", {
+          reportTenantViolation(this.broker, this.logger, {
             tenantId: principal.tenantId,
             userId: principal.userId,
             requestedTenantId: String(requested),
-            action: ctx.action?.name,
-            requestId: ctx.requestID
+            action: ctx.action?.name
           });
-          ctx.emit(TENANT_VIOLATION_EVENT, {
-            tenantId: principal.tenantId,
-            userId: principal.userId,
-            requestedTenantId: String(requested),
-            action: ctx.action?.name,
-            nodeID: ctx.nodeID,
-            at: new Date().toISOString()
-          });
-          throw tenantViolation(details);
+          throw tenantViolation({ action: ctx.action?.name });
         }
       }
     }

@@ -12,7 +12,7 @@ import type { CallerMeta } from "../lib/context";
 import { DELIVERY_EVENT, emitLocally, type Delivery, type DeliveryTarget } from "../lib/delivery";
 import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/errors";
 import { tenantChannel, userChannel } from "../lib/keys";
-import { TENANT_VIOLATION_EVENT, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
@@ -264,7 +264,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       /** REST: verified token + matching X-Tenant-ID (moleculer-web `authentication: true`). */
       authenticate(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage) {
         const principal = authenticateRequest(this.verifier, req.headers, (p, requested) =>
-          this.broker.emit(TENANT_VIOLATION_EVENT, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", at: new Date().toISOString() })
+          reportTenantViolation(this.broker, this.logger, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", ...(req.url ? { action: req.url.split("?")[0] } : {}) })
         );
         ctx.meta.auth = principal;
         return principal;
@@ -274,7 +274,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       authorize(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage & { $params: Record<string, unknown> }) {
         const principal = ctx.meta.auth as Principal;
         bindTenant(principal, req.$params, (p, requested) =>
-          this.broker.emit(TENANT_VIOLATION_EVENT, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", at: new Date().toISOString() })
+          reportTenantViolation(this.broker, this.logger, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", ...(req.url ? { action: req.url.split("?")[0] } : {}) })
         );
       },
 
@@ -288,7 +288,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
         let principal: Principal;
         try {
-          principal = this.verifier.verify((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerFromHeaders(socket));
+          principal = this.verifier.verify((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerToken(socket.handshake.headers.authorization));
         } catch (err) {
           this.logger.debug("Socket.IO handshake refused", { address: socket.handshake.address, reason: (err as Error).message });
           throw handshakeError(err);
@@ -297,7 +297,8 @@ export function createGatewayService(config: Config): ServiceSchema {
           try {
             checkFeedTenant(socket, principal.tenantId);
           } catch (err) {
-            this.broker.emit(TENANT_VIOLATION_EVENT, { tenantId: principal.tenantId, userId: principal.userId, via: "socket.io", namespace: feed.namespace, at: new Date().toISOString() });
+            const claimed = (socket.handshake.auth as { tenantId?: unknown } | undefined)?.tenantId;
+            reportTenantViolation(this.broker, this.logger, { tenantId: principal.tenantId, userId: principal.userId, requestedTenantId: String(claimed), via: "socket.io", action: feed.namespace });
             throw handshakeError(err);
           }
         }
@@ -499,16 +500,13 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       reportTenantViolation(this: GatewayThis, state: ConnectionState, requestedTenantId: unknown, event: string) {
-        this.logger.warn("Tenant violation refused", { tenantId: state.tenantId, userId: state.userId, requestedTenantId: String(requestedTenantId), event });
-        this.broker.emit(TENANT_VIOLATION_EVENT, {
+        reportTenantViolation(this.broker, this.logger, {
           tenantId: state.tenantId,
           userId: state.userId,
           requestedTenantId: String(requestedTenantId),
           via: "socket.io",
-          event,
-          connectionId: state.connectionId,
-          nodeID: this.broker.nodeID,
-          at: new Date().toISOString()
+          action: event,
+          connectionId: state.connectionId
         });
       },
 
@@ -591,10 +589,6 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (config.redisUrl) await releaseRedis(config.redisUrl);
     }
   });
-}
-
-function bearerFromHeaders(socket: Socket): unknown {
-  return bearerToken(socket.handshake.headers.authorization);
 }
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */

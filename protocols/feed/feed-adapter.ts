@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Namespace, Socket } from "socket.io";
+import type { Socket } from "socket.io";
 import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../../lib/errors";
 import { tenantChannel } from "../../lib/keys";
 import type { BusEvent, StoredEvent } from "../../stores/event-log";
@@ -143,5 +143,3 @@ export function checkFeedTenant(socket: Socket, tokenTenantId: string): void {
   const claimed = (socket.handshake.auth as { tenantId?: unknown } | undefined)?.tenantId;
   if (claimed !== undefined && claimed !== tokenTenantId) throw new RealtimeError(ErrorCode.TENANT_VIOLATION, "Cross-tenant access is not allowed", { field: "auth.tenantId" });
 }
-
-export type FeedNamespace = Namespace;
