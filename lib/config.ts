@@ -46,6 +46,13 @@ export interface Config {
   eventBusPublishRateLimit: number;
   /** Polls one client may make per minute. */
   pollRateLimit: number;
+  /**
+   * DATABASE_URL: PostgreSQL for the durable stores that need it (audit, reconciliation); unset =
+   * the embedded default. Add `?options=-c search_path=<schema>` to keep a deployment in a schema.
+   */
+  databaseUrl: string | undefined;
+  /** DATA_DIR: where embedded-default stores keep files across restarts (audit log). */
+  dataDir: string;
 }
 
 type Env = Record<string, string | undefined>;
@@ -107,10 +114,15 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     eventBusStreamMaxLen: intFrom(env, "EVENT_BUS_STREAM_MAX_LEN", 1_000_000, 1000),
     eventBusPublishRateLimit: intFrom(env, "EVENT_BUS_PUBLISH_RATE_LIMIT", 1000, 1),
     pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
+    databaseUrl: stringFrom(env, "DATABASE_URL"),
+    dataDir: stringFrom(env, "DATA_DIR") ?? "./data",
     ...overrides
   };
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {
     throw new Error(`REDIS_URL must be a redis:// or rediss:// URL, got "${config.redisUrl}"`);
+  }
+  if (config.databaseUrl && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
+    throw new Error(`DATABASE_URL must be a postgres:// or postgresql:// URL, got "${config.databaseUrl}"`);
   }
   if (!config.jwtSecret && !config.jwtPublicKey) {
     // The embedded default must start with nothing configured; a fixed dev secret would be a
