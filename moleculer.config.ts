@@ -2,6 +2,8 @@ import path from "node:path";
 import type { BrokerOptions } from "moleculer";
 import { channelMiddlewares } from "./lib/channels";
 import { loadConfig } from "./lib/config";
+import { auditMiddleware } from "./lib/audit-trail";
+import { auditReplCommand } from "./lib/audit-repl";
 
 /**
  * Broker options from the environment, following the Moleculer runner's convention:
@@ -46,8 +48,11 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
     tracking: { enabled: true, shutdownTimeout: 10_000 },
     metrics: { enabled: env.METRICS === "true" },
     tracing: { enabled: env.TRACING === "true" },
-    // One adapter per broker: each call builds new middlewares.
-    middlewares: channelMiddlewares(loadConfig(env)),
+    // One adapter per broker: each call builds new middlewares. The audit reporter aggregates and
+    // spools this node's security records (lib/audit-trail.ts).
+    middlewares: [...channelMiddlewares(loadConfig(env)), auditMiddleware(loadConfig(env))],
+    // `audit verify <tenantId>` in `npm run repl` (lib/audit-repl.ts).
+    replCommands: [auditReplCommand],
     ...overrides
   };
 }

@@ -13,6 +13,12 @@ export interface Principal {
   exp?: number;
 }
 
+/** The role that may read other tenants' data over REST with a justification (INV-003, protocols/admin-access.ts). */
+export const SUPER_ADMIN_ROLE = "super_admin";
+
+/** The audit trail's own chain (lib/audit-trail.ts SYSTEM_TENANT); no token may claim it. */
+const RESERVED_TENANT = "_system";
+
 /** Identifiers end up in keys, logs and room names: bounded, printable, no control characters. */
 const IDENTIFIER = /^[^\u0000-\u001f\u007f]{1,128}$/;
 
@@ -70,6 +76,7 @@ function principalFrom(payload: string | JwtPayload): Principal {
   if (typeof payload !== "object" || payload === null) throw authFailed("Malformed token");
   const { tenantId, userId, role, exp } = payload as JwtPayload & Record<string, unknown>;
   if (!isIdentifier(tenantId)) throw authFailed("Token lacks a valid tenantId claim", { reason: "claims" });
+  if (tenantId === RESERVED_TENANT) throw authFailed("Token names a reserved tenant", { reason: "claims" });
   if (!isIdentifier(userId)) throw authFailed("Token lacks a valid userId claim", { reason: "claims" });
   return {
     tenantId,

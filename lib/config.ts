@@ -53,6 +53,10 @@ export interface Config {
   databaseUrl: string | undefined;
   /** DATA_DIR: where embedded-default stores keep files across restarts (audit log). */
   dataDir: string;
+  /** AUDIT_RETENTION_DAYS: audit records younger than this are never deleted (default 7 years). */
+  auditRetentionDays: number;
+  /** AUDIT_AGGREGATION_WINDOW_MS: repeated security refusals of one kind become one audit record per window. */
+  auditAggregationWindowMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -116,6 +120,8 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
     databaseUrl: stringFrom(env, "DATABASE_URL"),
     dataDir: stringFrom(env, "DATA_DIR") ?? "./data",
+    auditRetentionDays: intFrom(env, "AUDIT_RETENTION_DAYS", 2555, 1),
+    auditAggregationWindowMs: intFrom(env, "AUDIT_AGGREGATION_WINDOW_MS", 60_000, 10),
     ...overrides
   };
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {

@@ -8,4 +8,21 @@ export interface CallerMeta {
   auth?: Principal;
   /** Correlation id carried across services for logs. */
   requestId?: string;
+  /**
+   * Set by the gateway alone (protocols/admin-access.ts), after the audit record of a super-admin's
+   * justified read of another tenant is durable; the tenant-scope mixin then lets that call name
+   * `tenantId`. Clients cannot set ctx.meta (REST meta is built by the gateway, Socket.IO calls
+   * carry only `auth`).
+   */
+  adminAccess?: AdminAccess;
+}
+
+export interface AdminAccess {
+  /** The tenant the super-admin may read in this request. */
+  tenantId: string;
+  /** The super-admin it was granted to (must be `auth.userId`). */
+  userId: string;
+  justification: string;
+  /** The id of the `admin.cross_tenant_access` audit record. */
+  auditId: string;
 }

@@ -1,6 +1,8 @@
 import type { Context, LoggerInstance, Service, ServiceBroker, ServiceSchema } from "moleculer";
 import type { CallerMeta } from "../lib/context";
 import { tenantViolation } from "../lib/errors";
+import { SUPER_ADMIN_ROLE } from "../lib/auth";
+import { reportTenantViolationAudit } from "../lib/security-audit";
 
 /** Emitted on every refused cross-tenant attempt, for the audit trail and security monitoring. */
 export const TENANT_VIOLATION_EVENT = "security.tenantViolation";
@@ -9,6 +11,8 @@ export const TENANT_VIOLATION_EVENT = "security.tenantViolation";
 export interface TenantViolation {
   tenantId: string;
   userId: string;
+  /** The caller's role, when known. */
+  role?: string;
   requestedTenantId: string;
   /** The transport that refused it (`rest`, `socket.io`); absent for an action call. */
   via?: string;
@@ -17,10 +21,16 @@ export interface TenantViolation {
   connectionId?: string;
 }
 
-/** Logs a refused cross-tenant attempt and emits it as TENANT_VIOLATION_EVENT, with one shape everywhere. */
+/**
+ * Logs a refused cross-tenant attempt, emits it as TENANT_VIOLATION_EVENT, with one shape
+ * everywhere, and records it in the caller's audit chain (`security.tenant_violation`, through the
+ * node's audit reporter: aggregated per user, transport and action, spooled if the audit service
+ * is unreachable).
+ */
 export function reportTenantViolation(broker: ServiceBroker, logger: LoggerInstance, violation: TenantViolation): void {
   logger.warn("Tenant violation refused", violation);
   broker.emit(TENANT_VIOLATION_EVENT, { ...violation, nodeID: broker.nodeID, at: new Date().toISOString() });
+  reportTenantViolationAudit(broker, violation);
 }
 
 /** An action is tenant-scoped when its params schema declares `tenantId`. */
@@ -44,9 +54,13 @@ export function TenantScopeMixin(): Partial<ServiceSchema> {
           if (!principal) return;
           const requested = ctx.params.tenantId;
           if (requested === principal.tenantId) return;
+          // A super-admin's justified REST read of another tenant, already audited by the gateway.
+          const access = ctx.meta.adminAccess;
+          if (access && principal.role === SUPER_ADMIN_ROLE && access.userId === principal.userId && access.tenantId === requested) return;
           reportTenantViolation(this.broker, this.logger, {
             tenantId: principal.tenantId,
             userId: principal.userId,
+            role: principal.role,
             requestedTenantId: String(requested),
             action: ctx.action?.name
           });

@@ -49,6 +49,8 @@ export interface GatewayHost {
   readEvents(tenantId: string, viewer: Viewer, after: string | undefined, limit: number): Promise<ReadResult>;
   /** Reports a refused cross-tenant attempt. */
   reportTenantViolation(state: ConnectionState, requestedTenantId: unknown, event: string): void;
+  /** Audits a class D message refused on the realtime path (`target`: `user:<id>` / `room:<id>`). */
+  reportClassD(state: ConnectionState, target: string, type: string): void;
   logger: LoggerInstance;
 }
 

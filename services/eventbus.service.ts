@@ -13,6 +13,8 @@ import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
 import { asServiceSchema } from "../types/service-schema";
+import { OPERATOR, SYSTEM_TENANT, audit, auditReporterOf } from "../lib/audit-trail";
+import { reportRateLimited } from "../lib/security-audit";
 
 /**
  * The event bus (seed 000 "Event Bus API"): publishes events to the tenant's ordered, durable log,
@@ -107,7 +109,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           if (caller && caller.role !== "service") throw authzFailed("Publishing needs a token with role 'service'");
           const { tenantId } = ctx.params;
           const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, Date.now());
-          if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.eventBusPublishRateLimit, windowMs: 1000 });
+          if (!quota.allowed) {
+            reportRateLimited(this.broker, caller ?? { tenantId, ...OPERATOR }, "publish", { via: caller ? "rest" : "action", max: config.eventBusPublishRateLimit, windowMs: 1000 });
+            throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.eventBusPublishRateLimit, windowMs: 1000 });
+          }
           const audience = audienceOf(ctx.params.audience);
           const event: BusEvent = {
             eventId: ctx.params.eventId ?? randomUUID(),
@@ -176,7 +181,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           const caller = ctx.meta.auth;
           if (!caller) throw invalidRequest("poll is made on behalf of a user");
           const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, Date.now());
-          if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
+          if (!quota.allowed) {
+            reportRateLimited(this.broker, caller, "poll", { via: "rest", max: config.pollRateLimit, windowMs: 60_000 });
+            throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
+          }
           const viewer = await this.viewerOf(tenantId, caller.userId);
           const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), lastEventId || undefined, limit, viewer);
           let result = await read();
@@ -249,7 +257,9 @@ export function createEventBusService(config: Config): ServiceSchema {
       /**
        * Re-sends dead-lettered events to their channel, for the group that failed them only, and
        * removes them from the dead-letter queue: those named by `ids`, or with `all: true` every one
-       * (of `tenantId` when given).
+       * (of `tenantId` when given). Audited (`eventbus.redrive` in the tenant's chain, `_system`
+       * without one): the request is recorded before anything moves (refused if it cannot be), the
+       * result after.
        */
       redrive: {
         visibility: "public",
@@ -259,11 +269,27 @@ export function createEventBusService(config: Config): ServiceSchema {
           tenantId: { ...identifier, optional: true },
           limit: { type: "number", integer: true, min: 1, max: REDRIVE_MAX, convert: true, optional: true }
         },
-        async handler(this: EventBusThis, ctx: Context<{ ids?: string[]; all?: boolean; tenantId?: string; limit?: number }>) {
+        async handler(this: EventBusThis, ctx: Context<{ ids?: string[]; all?: boolean; tenantId?: string; limit?: number }, CallerMeta>) {
           const { ids, all, tenantId, limit } = ctx.params;
           if (!ids && all !== true) throw invalidRequest("Name the dead letters to redrive (ids) or pass all: true");
           const { adapter } = requireChannels(this);
-          const result = await adapter.redrive({ ids, tenantId, limit: limit ?? REDRIVE_MAX });
+          const caller = ctx.meta.auth;
+          const entry = {
+            tenantId: tenantId ?? SYSTEM_TENANT,
+            actor: caller ? { userId: caller.userId, role: caller.role } : OPERATOR,
+            action: "eventbus.redrive",
+            target: tenantId !== undefined ? `tenant:${tenantId}` : "dead-letters:*"
+          };
+          const request = { ...(ids ? { ids: ids.length, idsSample: ids.slice(0, 20) } : { all: true }), limit: limit ?? REDRIVE_MAX };
+          const { id: requestId } = await audit(this.broker, { ...entry, outcome: "requested", details: request });
+          let result: Awaited<ReturnType<typeof adapter.redrive>>;
+          try {
+            result = await adapter.redrive({ ids, tenantId, limit: limit ?? REDRIVE_MAX });
+          } catch (err) {
+            auditReporterOf(this.broker).record({ ...entry, outcome: "failure", details: { ...request, requestId, error: (err as Error).message.slice(0, 500) } });
+            throw err;
+          }
+          auditReporterOf(this.broker).record({ ...entry, outcome: "success", details: { ...request, requestId, redriven: result.redriven.length, skipped: result.skipped.length } });
           this.logger.info("Redrove dead letters", { redriven: result.redriven.length, skipped: result.skipped.length, tenantId });
           return result;
         }

@@ -15,7 +15,7 @@ import { tenantChannel, userChannel } from "../lib/keys";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
-import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
+import { authenticateRequest, sendRestError } from "../protocols/rest-auth";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
@@ -25,6 +25,9 @@ import { HoldingAdapter } from "../protocols/holding-adapter";
 import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
+import { authorizeRestRequest } from "../protocols/admin-access";
+import { OPERATOR, audit, auditReporterOf } from "../lib/audit-trail";
+import { reportAuthFailure, reportClassDRefused, reportConnectionRefused, reportRateLimited } from "../lib/security-audit";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -112,7 +115,10 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /events/poll": "eventbus.poll",
             "POST /events": "gateway.feedPost",
             "GET /events": "gateway.feedList",
-            "GET /rooms/:roomId/members": "rooms.members"
+            "GET /rooms/:roomId/members": "rooms.members",
+            // Super-admins only (protocols/admin-access.ts).
+            "GET /audit": "audit.query",
+            "GET /audit/verify": "audit.verify"
           }
         }
       ],
@@ -221,6 +227,85 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       },
 
+      /**
+       * Operators: disconnect a connection, or every connection of a user, on every gateway node
+       * (`call gateway.kick --tenantId t1 --userId u1 --reason "abuse report 42"`). Audited: an
+       * `admin.kick` record (outcome `requested`) is made durable before anything is closed (if the
+       * audit trail cannot take it, nothing is closed), and one with the result follows.
+       */
+      kick: {
+        visibility: "public",
+        params: {
+          tenantId: { type: "string", min: 1, max: 128 },
+          connectionId: { type: "string", min: 1, max: 128, optional: true },
+          userId: { type: "string", min: 1, max: 128, optional: true },
+          reason: { type: "string", min: 1, max: 500 }
+        },
+        async handler(this: GatewayThis, ctx: Context<{ tenantId: string; connectionId?: string; userId?: string; reason: string }, CallerMeta>) {
+          const { tenantId, connectionId, userId, reason } = ctx.params;
+          if ((connectionId === undefined) === (userId === undefined)) throw invalidRequest("Exactly one of connectionId or userId is required");
+          const caller = ctx.meta.auth;
+          const actor = caller ? { userId: caller.userId, role: caller.role } : OPERATOR;
+          const target = connectionId !== undefined ? `connection:${connectionId}` : `user:${userId}`;
+          const { id: requestId } = await audit(this.broker, { tenantId, actor, action: "admin.kick", target, outcome: "requested", details: { reason } });
+          const nodes = new Set<string>();
+          for (const service of this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as Array<{ name: string; nodeID: string }>) {
+            if (service.name === "gateway") nodes.add(service.nodeID);
+          }
+          const results: Array<{ nodeID: string; disconnected?: number; error?: string }> = [];
+          for (const nodeID of nodes) {
+            try {
+              const { disconnected } = await this.broker.call<{ disconnected: number }, object>(
+                "gateway.disconnectLocal",
+                { tenantId, reason, ...(connectionId !== undefined ? { connectionId } : { userId }) },
+                { nodeID, timeout: 5000, retries: 0 }
+              );
+              results.push({ nodeID, disconnected });
+            } catch (err) {
+              results.push({ nodeID, error: (err as Error).message });
+            }
+          }
+          const disconnected = results.reduce((sum, r) => sum + (r.disconnected ?? 0), 0);
+          const failed = results.filter(r => r.error !== undefined);
+          auditReporterOf(this.broker).record({
+            tenantId,
+            actor,
+            action: "admin.kick",
+            target,
+            outcome: failed.length === 0 ? "success" : "failure",
+            details: { reason, requestId, disconnected, nodes: results }
+          });
+          return { disconnected, nodes: results };
+        }
+      },
+
+      /** Closes this node's matching connections (called by `kick` on every gateway). */
+      disconnectLocal: {
+        visibility: "public",
+        params: {
+          tenantId: { type: "string", min: 1, max: 128 },
+          connectionId: { type: "string", min: 1, max: 128, optional: true },
+          userId: { type: "string", min: 1, max: 128, optional: true },
+          reason: { type: "string", min: 1, max: 500 }
+        },
+        handler(this: GatewayThis, ctx: Context<{ tenantId: string; connectionId?: string; userId?: string; reason: string }>) {
+          const { tenantId, connectionId, userId } = ctx.params;
+          if (connectionId === undefined && userId === undefined) throw invalidRequest("connectionId or userId is required");
+          let disconnected = 0;
+          for (const namespace of ["/", feed.namespace]) {
+            for (const socket of [...this.io.of(namespace).sockets.values()]) {
+              const state = socket.data as Partial<ConnectionState> | undefined;
+              if (state?.tenantId !== tenantId) continue;
+              if (connectionId !== undefined ? socket.id !== connectionId : state.userId !== userId) continue;
+              socket.emit(PF2_EVENTS.error, { error: "Disconnected by an operator", code: ErrorCode.AUTHZ_FAILED, details: { reason: "kicked" } });
+              socket.disconnect(true);
+              disconnected += 1;
+            }
+          }
+          return { nodeID: this.broker.nodeID, disconnected };
+        }
+      },
+
       /** `GET /health`, seed 000 shape. 503 only when unhealthy, so load balancers keep degraded nodes. */
       health: {
         async handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
@@ -263,19 +348,41 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** REST: verified token + matching X-Tenant-ID (moleculer-web `authentication: true`). */
       authenticate(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage) {
-        const principal = authenticateRequest(this.verifier, req.headers, (p, requested) =>
-          reportTenantViolation(this.broker, this.logger, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", ...(req.url ? { action: req.url.split("?")[0] } : {}) })
-        );
+        let principal: Principal;
+        try {
+          principal = authenticateRequest(this.verifier, req.headers, (p, requested) =>
+            reportTenantViolation(this.broker, this.logger, { tenantId: p.tenantId, userId: p.userId, role: p.role, requestedTenantId: requested, via: "rest", ...(req.url ? { action: req.url.split("?")[0] } : {}) })
+          );
+        } catch (err) {
+          reportAuthFailure(this.broker, err, "rest", req.socket?.remoteAddress, (req.url ?? "").split("?")[0]);
+          throw err;
+        }
         ctx.meta.auth = principal;
         return principal;
       },
 
-      /** REST: the action's `tenantId` is the token's, whatever the request said. */
-      authorize(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage & { $params: Record<string, unknown> }) {
-        const principal = ctx.meta.auth as Principal;
-        bindTenant(principal, req.$params, (p, requested) =>
-          reportTenantViolation(this.broker, this.logger, { tenantId: p.tenantId, userId: p.userId, requestedTenantId: requested, via: "rest", ...(req.url ? { action: req.url.split("?")[0] } : {}) })
-        );
+      /**
+       * REST: the action's `tenantId` is the token's, whatever the request said; a super-admin's
+       * justified read of another tenant is audited first and marked in ctx.meta (protocols/admin-access.ts).
+       */
+      async authorize(
+        this: GatewayThis,
+        ctx: Context<unknown, CallerMeta>,
+        _route: unknown,
+        req: IncomingMessage & { $params: Record<string, unknown> },
+        _res: unknown,
+        alias: { method?: string; fullPath?: string; action?: string | null }
+      ) {
+        const access = await authorizeRestRequest(this, {
+          principal: ctx.meta.auth as Principal,
+          method: req.method ?? "GET",
+          path: (req.url ?? "").split("?")[0],
+          route: `${alias?.method ?? req.method} ${alias?.fullPath ?? ""}`,
+          ...(alias?.action ? { action: alias.action } : {}),
+          headers: req.headers,
+          params: req.$params
+        });
+        if (access) ctx.meta.adminAccess = access;
       },
 
       /** Socket.IO handshake (moleculer-io `authorization: true`). */
@@ -284,6 +391,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
         }
         if (this.pf2().sockets.size >= this.config.wsMaxConnections) {
+          reportConnectionRefused(this.broker, "max_connections", "socket.io", socket.handshake.address, { limit: this.config.wsMaxConnections });
           throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
         }
         let principal: Principal;
@@ -291,6 +399,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           principal = this.verifier.verify((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerToken(socket.handshake.headers.authorization));
         } catch (err) {
           this.logger.debug("Socket.IO handshake refused", { address: socket.handshake.address, reason: (err as Error).message });
+          reportAuthFailure(this.broker, err, "socket.io", socket.handshake.address, socket.nsp.name);
           throw handshakeError(err);
         }
         if (socket.nsp.name === feed.namespace) {
@@ -298,7 +407,7 @@ export function createGatewayService(config: Config): ServiceSchema {
             checkFeedTenant(socket, principal.tenantId);
           } catch (err) {
             const claimed = (socket.handshake.auth as { tenantId?: unknown } | undefined)?.tenantId;
-            reportTenantViolation(this.broker, this.logger, { tenantId: principal.tenantId, userId: principal.userId, requestedTenantId: String(claimed), via: "socket.io", action: feed.namespace });
+            reportTenantViolation(this.broker, this.logger, { tenantId: principal.tenantId, userId: principal.userId, role: principal.role, requestedTenantId: String(claimed), via: "socket.io", action: feed.namespace });
             throw handshakeError(err);
           }
         }
@@ -487,12 +596,19 @@ export function createGatewayService(config: Config): ServiceSchema {
         const key = `conn:${state.connectionId}:${bucket}`;
         const limit = this.config.wsMessageRateLimit;
         const now = Date.now();
+        let result: RateLimitResult;
         try {
-          return await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          result = await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
         } catch (err) {
           this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
-          return this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          result = await this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
         }
+        if (!result.allowed) reportRateLimited(this.broker, state.principal, bucket, { via: "socket.io", max: limit, windowMs: MINUTE_MS, connectionId: state.connectionId });
+        return result;
+      },
+
+      reportClassD(this: GatewayThis, state: ConnectionState, target: string, type: string) {
+        reportClassDRefused(this.broker, state.principal, "socket.io", target, { event: "message", type: type.slice(0, 128), connectionId: state.connectionId });
       },
 
       async callAs<T>(this: GatewayThis, state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T> {
@@ -503,6 +619,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         reportTenantViolation(this.broker, this.logger, {
           tenantId: state.tenantId,
           userId: state.userId,
+          role: state.principal.role,
           requestedTenantId: String(requestedTenantId),
           via: "socket.io",
           action: event,

@@ -121,6 +121,7 @@ const onMessage: Handler = async (socket, data, ack) => {
   }
   const interactionClass = (input.interactionClass ?? DEFAULT_MESSAGE_CLASS) as InteractionClass;
   if (!classPolicy[interactionClass].realtime) {
+    host.reportClassD(state, input.recipientId !== undefined ? `user:${input.recipientId}` : `room:${input.roomId}`, input.type);
     throw invalidRequest("CLASS_D (critical transactions) is not allowed on the realtime path; use the REST API", {
       event: "message",
       interactionClass

@@ -1,4 +1,7 @@
 import type { AddressInfo } from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { Server } from "node:http";
 import { ServiceBroker, type BrokerOptions, type Service } from "moleculer";
 import { channelMiddlewares } from "../../lib/channels";
@@ -7,11 +10,13 @@ import { createGatewayService } from "../../services/gateway.service";
 import { createPresenceService } from "../../services/presence.service";
 import { createRoomsService } from "../../services/rooms.service";
 import { createEventBusService } from "../../services/eventbus.service";
+import { createAuditService } from "../../services/audit.service";
+import { auditMiddleware } from "../../lib/audit-trail";
 import { TEST_SECRET } from "./tokens";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
-export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus";
+export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "audit";
 
 export interface TestNode {
   broker: ServiceBroker;
@@ -30,26 +35,38 @@ export interface NodeOptions {
 
 /**
  * Starts a real broker with real services; the gateway listens on a free port of 127.0.0.1. Like
- * moleculer.config.ts, the broker gets the event-bus channel middlewares for the node's config.
+ * moleculer.config.ts, the broker gets the event-bus channel middlewares and the audit reporter
+ * for the node's config. Unless the test names a `dataDir`, the node gets a fresh temporary one
+ * (removed by stop()), so tests never write ./data.
  */
 export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
-  const config = loadConfig({}, { jwtSecret: TEST_SECRET, wsPort: 0, wsHost: "127.0.0.1", ...options.config });
+  const ownDataDir = options.config?.dataDir === undefined ? mkdtempSync(path.join(tmpdir(), "pf2-node-")) : undefined;
+  const config = loadConfig({}, { jwtSecret: TEST_SECRET, wsPort: 0, wsHost: "127.0.0.1", ...(ownDataDir ? { dataDir: ownDataDir } : {}), ...options.config });
   const broker = new ServiceBroker({
     logger: false,
     transporter: null,
     requestTimeout: 5000,
     heartbeatInterval: 1,
     heartbeatTimeout: 4,
-    middlewares: channelMiddlewares(config),
+    middlewares: [...channelMiddlewares(config), auditMiddleware(config)],
     ...options.broker
   });
-  const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService, eventbus: createEventBusService };
-  for (const name of options.services ?? (["gateway", "presence", "rooms", "eventbus"] as ServiceName[])) {
+  const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService, eventbus: createEventBusService, audit: createAuditService };
+  for (const name of options.services ?? (["gateway", "presence", "rooms", "eventbus", "audit"] as ServiceName[])) {
     broker.createService(factories[name](config));
   }
   await broker.start();
   let port = 0;
   const gateway = broker.getLocalService("gateway") as (Service & { server?: Server }) | undefined;
   if (gateway?.server) port = (gateway.server.address() as AddressInfo).port;
-  return { broker, config, port, url: `http://127.0.0.1:${port}`, stop: () => broker.stop() };
+  return {
+    broker,
+    config,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    async stop() {
+      await broker.stop();
+      if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
+    }
+  };
 }

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import path from "node:path";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { TEST_SECRET } from "./tokens";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -38,9 +39,11 @@ export async function spawnNode(env: Record<string, string>, readyTimeoutMs = 20
   if (!existsSync(CONFIG)) throw new Error("dist/ is missing: run `npm run build` before the process-level tests");
   const port = env.WS_PORT ? Number(env.WS_PORT) : await freePort();
   let output = "";
+  // A fresh data directory (audit files, audit spool) unless the test names one; removed on kill.
+  const ownDataDir = env.DATA_DIR === undefined ? mkdtempSync(path.join(tmpdir(), "pf2-proc-")) : undefined;
   const child = spawn(process.execPath, [RUNNER, "--config", CONFIG], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", JWT_SECRET: TEST_SECRET, WS_HOST: "127.0.0.1", WS_PORT: String(port), LOGLEVEL: "warn", ...env },
+    env: { PATH: process.env.PATH ?? "", JWT_SECRET: TEST_SECRET, WS_HOST: "127.0.0.1", WS_PORT: String(port), LOGLEVEL: "warn", ...(ownDataDir ? { DATA_DIR: ownDataDir } : {}), ...env },
     stdio: ["ignore", "pipe", "pipe"]
   });
   child.stdout?.on("data", chunk => (output += chunk));
@@ -54,6 +57,7 @@ export async function spawnNode(env: Record<string, string>, readyTimeoutMs = 20
     async kill(signal: NodeJS.Signals = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await exited;
+      if (ownDataDir) rmSync(ownDataDir, { recursive: true, force: true });
     }
   };
   const runsGateway = !env.SERVICES || env.SERVICES.split(",").includes("gateway");
