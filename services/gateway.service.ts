@@ -354,7 +354,7 @@ export function createGatewayService(config: Config): ServiceSchema {
             reportTenantViolation(this.broker, this.logger, { tenantId: p.tenantId, userId: p.userId, role: p.role, requestedTenantId: requested, via: "rest", ...(req.url ? { action: req.url.split("?")[0] } : {}) })
           );
         } catch (err) {
-          reportAuthFailure(this.broker, err, "rest", req.socket?.remoteAddress, (req.url ?? "").split("?")[0]);
+          reportAuthFailure(this.broker, err, "rest", req.socket?.remoteAddress, ((req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? "").split("?")[0]);
           throw err;
         }
         ctx.meta.auth = principal;
@@ -376,7 +376,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         const access = await authorizeRestRequest(this, {
           principal: ctx.meta.auth as Principal,
           method: req.method ?? "GET",
-          path: (req.url ?? "").split("?")[0],
+          path: ((req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? "").split("?")[0],
           route: `${alias?.method ?? req.method} ${alias?.fullPath ?? ""}`,
           ...(alias?.action ? { action: alias.action } : {}),
           headers: req.headers,
