@@ -28,8 +28,10 @@ export interface TenantViolation {
  * is unreachable).
  */
 export function reportTenantViolation(broker: ServiceBroker, logger: LoggerInstance, violation: TenantViolation): void {
-  logger.warn("Tenant violation refused", violation);
-  broker.emit(TENANT_VIOLATION_EVENT, { ...violation, nodeID: broker.nodeID, at: new Date().toISOString() });
+  // The event keeps its documented shape; the role goes to the audit record only.
+  const { role: _role, ...shape } = violation;
+  logger.warn("Tenant violation refused", shape);
+  broker.emit(TENANT_VIOLATION_EVENT, { ...shape, nodeID: broker.nodeID, at: new Date().toISOString() });
   reportTenantViolationAudit(broker, violation);
 }
 

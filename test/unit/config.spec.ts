@@ -41,7 +41,11 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 1000,
       eventBusStreamMaxLen: 1000000,
       eventBusPublishRateLimit: 1000,
-      pollRateLimit: 60
+      pollRateLimit: 60,
+      databaseUrl: undefined,
+      dataDir: "./data",
+      auditRetentionDays: 2555,
+      auditAggregationWindowMs: 60000
     });
   });
 
@@ -69,7 +73,11 @@ describe("loadConfig", () => {
       EVENT_BUS_RETRY_DELAY_MS: "250",
       EVENT_BUS_STREAM_MAX_LEN: "5000",
       EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
-      POLL_RATE_LIMIT: "7"
+      POLL_RATE_LIMIT: "7",
+      DATABASE_URL: "postgres://db/pf2",
+      DATA_DIR: "/var/lib/pf2",
+      AUDIT_RETENTION_DAYS: "3650",
+      AUDIT_AGGREGATION_WINDOW_MS: "5000"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -95,7 +103,11 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 250,
       eventBusStreamMaxLen: 5000,
       eventBusPublishRateLimit: 10,
-      pollRateLimit: 7
+      pollRateLimit: 7,
+      databaseUrl: "postgres://db/pf2",
+      dataDir: "/var/lib/pf2",
+      auditRetentionDays: 3650,
+      auditAggregationWindowMs: 5000
     });
   });
 
@@ -124,7 +136,10 @@ describe("loadConfig", () => {
     ["EVENT_BUS_RETRY_DELAY_MS", "5"],
     ["EVENT_BUS_STREAM_MAX_LEN", "10"],
     ["EVENT_BUS_STREAM_NAME", "has spaces"],
-    ["EVENT_BUS_CONSUMER_GROUP", "a*b"]
+    ["EVENT_BUS_CONSUMER_GROUP", "a*b"],
+    ["AUDIT_RETENTION_DAYS", "0"],
+    ["AUDIT_RETENTION_DAYS", "7y"],
+    ["AUDIT_AGGREGATION_WINDOW_MS", "5"]
   ])("refuses %s=%j", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
