@@ -5,6 +5,7 @@ import type { AuditOutcome } from "./audit-chain";
 import { AuditAggregator, type Aggregation } from "./audit-aggregator";
 import { AuditSpool, type SpooledRecord } from "./audit-spool";
 import type { Config } from "./config";
+import { ErrorCode, RealtimeError } from "./errors";
 
 /**
  * What a service hands to the audit trail (the `audit` service turns it into a chained record
@@ -59,6 +60,19 @@ export const OPERATOR = { userId: "operator", role: "operator" } as const;
  */
 export async function audit(broker: ServiceBroker, input: AuditInput): Promise<AuditReceipt> {
   return broker.call<AuditReceipt, AuditInput>(AUDIT_APPEND_ACTION, { ...input, actor: { nodeID: broker.nodeID, ...input.actor } }, { timeout: 5000, retries: 0 });
+}
+
+/**
+ * `audit()` for actions that must not happen unaudited: any failure becomes INTERNAL_ERROR
+ * (retryable, `details.reason: "audit_unavailable"`), so the caller refuses and does nothing.
+ */
+export async function auditFirst(broker: ServiceBroker, input: AuditInput): Promise<AuditReceipt> {
+  try {
+    return await audit(broker, input);
+  } catch (err) {
+    broker.getLogger("audit-reporter").error("Action refused: the audit trail did not take its record", { tenantId: input.tenantId, action: input.action, error: (err as Error).message });
+    throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "The action could not be audited, so it was not done; retry later", { retryable: true, reason: "audit_unavailable" }, 503);
+  }
 }
 
 export interface AuditReporterOptions {

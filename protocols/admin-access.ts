@@ -1,9 +1,9 @@
 import type { IncomingMessage } from "node:http";
 import type { LoggerInstance, ServiceBroker } from "moleculer";
 import { SUPER_ADMIN_ROLE, isIdentifier, type Principal } from "../lib/auth";
-import { audit } from "../lib/audit-trail";
+import { auditFirst } from "../lib/audit-trail";
 import type { AdminAccess } from "../lib/context";
-import { ErrorCode, RealtimeError, authzFailed, invalidRequest } from "../lib/errors";
+import { authzFailed, invalidRequest } from "../lib/errors";
 import { auditReporterOf } from "../lib/audit-trail";
 import { reportTenantViolation } from "../mixins/tenant-scope.mixin";
 import { bindTenant } from "./rest-auth";
@@ -19,7 +19,8 @@ import { bindTenant } from "./rest-auth";
  *   non-empty `X-Admin-Justification` header, and only once the `admin.cross_tenant_access` record
  *   (with the justification) is durable in that tenant's audit chain; then the call carries
  *   `ctx.meta.adminAccess`, which the tenant-scope mixin honours. Otherwise 403 AUTHZ_FAILED, and
- *   the refusal is audited too. If the audit trail cannot take the record, nothing is read (503).
+ *   the refusal is audited too. If the audit trail cannot take the record, nothing is read
+ *   (INTERNAL_ERROR, retryable).
  * - The audit API (`audit.query`, `audit.verify`) is for super-admins only (403 AUTHZ_FAILED).
  *
  * Realtime (Socket.IO) never goes through here: every socket stays in its token's tenant.
@@ -91,13 +92,8 @@ export async function authorizeRestRequest(host: RestAuthorizer, request: RestRe
     throw invalidRequest(`X-Admin-Justification is longer than ${MAX_JUSTIFICATION_LENGTH} characters`, { header: "X-Admin-Justification", limit: MAX_JUSTIFICATION_LENGTH });
   }
 
-  let auditId: string;
-  try {
-    ({ id: auditId } = await audit(host.broker, { tenantId: target, actor, action: "admin.cross_tenant_access", target: `tenant:${target}`, outcome: "success", justification, details }));
-  } catch (err) {
-    host.logger.error("Super-admin access refused: the audit trail did not take its record", { userId: principal.userId, targetTenantId: target, error: (err as Error).message });
-    throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "The access could not be audited, so nothing was read; retry later", { retryable: true }, 503);
-  }
+  // Durable before anything is read; if the trail cannot take it, nothing is (INTERNAL_ERROR, retryable).
+  const { id: auditId } = await auditFirst(host.broker, { tenantId: target, actor, action: "admin.cross_tenant_access", target: `tenant:${target}`, outcome: "success", justification, details });
   host.logger.info("Super-admin cross-tenant read", { tenantId: principal.tenantId, userId: principal.userId, targetTenantId: target, route: request.route, auditId });
   return { tenantId: target, userId: principal.userId, justification, auditId };
 }

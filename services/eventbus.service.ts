@@ -13,7 +13,7 @@ import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
 import { asServiceSchema } from "../types/service-schema";
-import { OPERATOR, SYSTEM_TENANT, audit, auditReporterOf } from "../lib/audit-trail";
+import { OPERATOR, SYSTEM_TENANT, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportRateLimited } from "../lib/security-audit";
 
 /**
@@ -281,7 +281,7 @@ export function createEventBusService(config: Config): ServiceSchema {
             target: tenantId !== undefined ? `tenant:${tenantId}` : "dead-letters:*"
           };
           const request = { ...(ids ? { ids: ids.length, idsSample: ids.slice(0, 20) } : { all: true }), limit: limit ?? REDRIVE_MAX };
-          const { id: requestId } = await audit(this.broker, { ...entry, outcome: "requested", details: request });
+          const { id: requestId } = await auditFirst(this.broker, { ...entry, outcome: "requested", details: request });
           let result: Awaited<ReturnType<typeof adapter.redrive>>;
           try {
             result = await adapter.redrive({ ids, tenantId, limit: limit ?? REDRIVE_MAX });

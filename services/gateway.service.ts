@@ -26,7 +26,7 @@ import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
 import { authorizeRestRequest } from "../protocols/admin-access";
-import { OPERATOR, audit, auditReporterOf } from "../lib/audit-trail";
+import { OPERATOR, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportAuthFailure, reportClassDRefused, reportConnectionRefused, reportRateLimited } from "../lib/security-audit";
 
 /**
@@ -247,7 +247,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           const caller = ctx.meta.auth;
           const actor = caller ? { userId: caller.userId, role: caller.role } : OPERATOR;
           const target = connectionId !== undefined ? `connection:${connectionId}` : `user:${userId}`;
-          const { id: requestId } = await audit(this.broker, { tenantId, actor, action: "admin.kick", target, outcome: "requested", details: { reason } });
+          const { id: requestId } = await auditFirst(this.broker, { tenantId, actor, action: "admin.kick", target, outcome: "requested", details: { reason } });
           const nodes = new Set<string>();
           for (const service of this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as Array<{ name: string; nodeID: string }>) {
             if (service.name === "gateway") nodes.add(service.nodeID);

@@ -291,10 +291,11 @@ describe("audit trail unreachable", () => {
       headers: { Authorization: `Bearer ${tokenFor("platform", "root", { role: "super_admin" })}`, "X-Tenant-ID": "acme", "X-Admin-Justification": "INC-1" }
     });
     expect(res.status).toBeGreaterThanOrEqual(500);
-    expect(await res.json()).toMatchObject({ code: "INTERNAL_ERROR", details: { retryable: true } });
+    expect(await res.json()).toMatchObject({ code: "INTERNAL_ERROR", details: { retryable: true, reason: "audit_unavailable" } });
     const { socket } = await connect(node.url, tokenFor("acme", "troll"));
     try {
-      await expect(node.broker.call("gateway.kick", { tenantId: "acme", userId: "troll", reason: "x" })).rejects.toBeTruthy();
+      await expect(node.broker.call("gateway.kick", { tenantId: "acme", userId: "troll", reason: "x" })).rejects.toMatchObject({ type: "INTERNAL_ERROR", data: { reason: "audit_unavailable" } });
+      await expect(node.broker.call("eventbus.redrive", { all: true })).rejects.toMatchObject({ type: "INTERNAL_ERROR", data: { reason: "audit_unavailable" } });
       await settle();
       expect(socket.connected).toBe(true);
     } finally {

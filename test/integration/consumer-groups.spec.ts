@@ -57,7 +57,8 @@ for (const backend of backends) {
 
     beforeAll(async () => {
       node = await startNode({
-        services: ["eventbus"],
+        // audit: redrives are recorded before they happen (refused without the audit trail).
+        services: ["eventbus", "audit"],
         config: {
           eventBusRetryDelayMs: RETRY_DELAY_MS,
           eventBusMaxRetries: MAX_RETRIES,
