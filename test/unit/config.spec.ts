@@ -41,7 +41,19 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 1000,
       eventBusStreamMaxLen: 1000000,
       eventBusPublishRateLimit: 1000,
-      pollRateLimit: 60
+      pollRateLimit: 60,
+      databaseUrl: undefined,
+      dataDir: "./data",
+      reconciliationDefaultStrategy: "LAST_WRITE_WINS",
+      reconciliationEntityStrategies: {},
+      reconciliationMaxQueueSize: 10000,
+      reconciliationProcessingTimeoutMs: 30000,
+      reconciliationRateLimit: 10,
+      reconciliationMaxDeltas: 1000,
+      reconciliationHistorySize: 10000,
+      reconciliationSnapshotLimit: 1000,
+      reconciliationOperationRetentionMs: 604800000,
+      reconciliationMaxRequestBytes: 16777216
     });
   });
 
@@ -69,7 +81,19 @@ describe("loadConfig", () => {
       EVENT_BUS_RETRY_DELAY_MS: "250",
       EVENT_BUS_STREAM_MAX_LEN: "5000",
       EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
-      POLL_RATE_LIMIT: "7"
+      POLL_RATE_LIMIT: "7",
+      DATABASE_URL: "postgres://db/pf2",
+      DATA_DIR: "/var/lib/pf2",
+      RECONCILIATION_DEFAULT_STRATEGY: "MERGE",
+      RECONCILIATION_ENTITY_STRATEGIES: "invoice=SERVER_WINS, note:v2=MANUAL",
+      RECONCILIATION_MAX_QUEUE_SIZE: "100",
+      RECONCILIATION_PROCESSING_TIMEOUT: "5000",
+      RECONCILIATION_RATE_LIMIT: "3",
+      RECONCILIATION_MAX_DELTAS: "20",
+      RECONCILIATION_HISTORY_SIZE: "50",
+      RECONCILIATION_SNAPSHOT_LIMIT: "10",
+      RECONCILIATION_OPERATION_RETENTION: "86400000",
+      RECONCILIATION_MAX_REQUEST_BYTES: "65536"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -95,8 +119,30 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 250,
       eventBusStreamMaxLen: 5000,
       eventBusPublishRateLimit: 10,
-      pollRateLimit: 7
+      pollRateLimit: 7,
+      databaseUrl: "postgres://db/pf2",
+      dataDir: "/var/lib/pf2",
+      reconciliationDefaultStrategy: "MERGE",
+      reconciliationEntityStrategies: { invoice: "SERVER_WINS", "note:v2": "MANUAL" },
+      reconciliationMaxQueueSize: 100,
+      reconciliationProcessingTimeoutMs: 5000,
+      reconciliationRateLimit: 3,
+      reconciliationMaxDeltas: 20,
+      reconciliationHistorySize: 50,
+      reconciliationSnapshotLimit: 10,
+      reconciliationOperationRetentionMs: 86400000,
+      reconciliationMaxRequestBytes: 65536
     });
+  });
+
+  it.each([
+    ["RECONCILIATION_DEFAULT_STRATEGY", "FIRST_WRITE_WINS"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "document"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "document=merge"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "bad type=MERGE"],
+    ["RECONCILIATION_MAX_QUEUE_SIZE", "0"]
+  ])("refuses %s=%s", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
 
   it("treats blank values as unset", () => {
