@@ -13,6 +13,7 @@ import type {
   ReconcileRequest,
   ReconcileResponse,
   ResolvedOperation,
+  StateSnapshot,
   Strategy,
   TenantSnapshot
 } from "./types";
@@ -193,4 +194,12 @@ function processingTimeout(processed: number, total: number): RealtimeError {
     { retryable: true, reason: "processing_timeout", processedOperations: processed, operations: total },
     503
   );
+}
+
+/** The snapshot of one entity (a tombstone when deleted), or null when it never existed. */
+export async function snapshotOf(store: ReconciliationStore, tenantId: string, entityType: string, entityId: string): Promise<StateSnapshot | null> {
+  const entity = await store.getEntity(tenantId, entityType, entityId);
+  if (!entity) return null;
+  const { epoch } = await store.head(tenantId);
+  return stateSnapshot(tenantId, epoch, entity);
 }
