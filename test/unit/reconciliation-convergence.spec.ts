@@ -217,22 +217,48 @@ const scenarioArb = fc.record({
   rounds: fc.array(fc.array(writeArb, { maxLength: 12 }), { minLength: 1, maxLength: 3 }),
   strategy: fc.constantFrom(...ALL_STRATEGIES),
   limits: limitsArb,
-  tape: fc.array(fc.nat({ max: 1000 }), { minLength: 32, maxLength: 32 })
+  tape: fc.array(fc.nat({ max: 1000 }), { minLength: 32, maxLength: 32 }),
+  /** The server restarts after this round (memory: loses everything, new epoch; PostgreSQL: keeps everything). */
+  restartAfter: fc.option(fc.nat({ max: 2 }), { nil: undefined })
 });
 type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
 
-async function checkConvergence(store: ReconciliationStore, scenario: Scenario): Promise<void> {
+interface Backend {
+  durable: boolean;
+  open(limits: Limits): ReconciliationStore;
+}
+
+async function checkConvergence(backend: Backend, scenario: Scenario): Promise<void> {
   const tenantId = `t-${randomUUID().slice(0, 8)}`;
-  const h: Harness = { store, tenantId, strategy: scenario.strategy, limits: scenario.limits, ledger: new Ledger() };
+  const h: Harness = { store: backend.open(scenario.limits), tenantId, strategy: scenario.strategy, limits: scenario.limits, ledger: new Ledger() };
+  try {
+    await converge(h, backend, scenario);
+  } finally {
+    await h.store.close();
+  }
+}
+
+async function converge(h: Harness, backend: Backend, scenario: Scenario): Promise<void> {
+  const { tenantId } = h;
   const clients = Array.from({ length: scenario.clients }, (_, i) => new Client(`client-${i}`, tenantId, scenario.skews[i]));
   const tape = new Tape(scenario.tape);
-  const written: Operation[] = [];
+  let written: Operation[] = [];
 
-  for (const round of scenario.rounds) {
+  for (const [index, round] of scenario.rounds.entries()) {
     for (const w of round as PlannedWrite[]) written.push(clients[w.client % clients.length].write(`e${w.entity}`, w.kind, w.fields, w.advanceMs));
     await reconcileAll(h, clients, tape);
+    if (scenario.restartAfter === index) {
+      await h.store.close();
+      h.store = backend.open(scenario.limits);
+      if (!backend.durable) {
+        // Everything is gone, records included: clients resync from full snapshots of what follows.
+        h.ledger = new Ledger();
+        written = [];
+      }
+    }
   }
   for (const client of clients) await send(h, client, `final-${client.id}`, []);
+  const store = h.store;
 
   // The server's state, fetched as snapshots (the GET endpoint's data).
   const head = await store.head(tenantId);
@@ -296,12 +322,15 @@ async function finalStateFor(store: ReconciliationStore, scenario: typeof concur
 describe("reconciliation convergence (property-based)", () => {
   describe("memory store", () => {
     const store = createReconciliationStore({ databaseUrl: undefined, reconciliationHistorySize: 1000, reconciliationOperationRetentionMs: 86_400_000 });
-    const limited = (limits: Limits) => createReconciliationStore({ databaseUrl: undefined, reconciliationHistorySize: limits.historySize, reconciliationOperationRetentionMs: 86_400_000 });
+    const memory: Backend = {
+      durable: false,
+      open: limits => createReconciliationStore({ databaseUrl: undefined, reconciliationHistorySize: limits.historySize, reconciliationOperationRetentionMs: 86_400_000 })
+    };
 
     it("every client ends with the server's snapshots and checksums; nothing is applied twice", async () => {
       await fc.assert(
         fc.asyncProperty(scenarioArb, async scenario => {
-          await checkConvergence(limited(scenario.limits), scenario);
+          await checkConvergence(memory, scenario);
         }),
         { numRuns: 200 }
       );
@@ -319,29 +348,21 @@ describe("reconciliation convergence (property-based)", () => {
 
   describe("PostgreSQL store", () => {
     let schema: Awaited<ReturnType<typeof uniqueSchema>>;
-    const stores: ReconciliationStore[] = [];
     beforeAll(async () => {
       schema = await uniqueSchema("reconciliation_property");
     });
     afterAll(async () => {
-      await Promise.all(stores.map(s => s.close()));
       await schema.drop();
     });
 
-    it("converges the same way on the durable backend", async () => {
-      const byHistory = new Map<number, ReconciliationStore>();
-      const storeFor = (limits: Limits) => {
-        let store = byHistory.get(limits.historySize);
-        if (!store) {
-          store = createReconciliationStore({ databaseUrl: schema.url, reconciliationHistorySize: limits.historySize, reconciliationOperationRetentionMs: 86_400_000 });
-          byHistory.set(limits.historySize, store);
-          stores.push(store);
-        }
-        return store;
+    it("converges the same way on the durable backend, across restarts", async () => {
+      const postgres: Backend = {
+        durable: true,
+        open: limits => createReconciliationStore({ databaseUrl: schema.url, reconciliationHistorySize: limits.historySize, reconciliationOperationRetentionMs: 86_400_000 })
       };
       await fc.assert(
         fc.asyncProperty(scenarioArb, async scenario => {
-          await checkConvergence(storeFor(scenario.limits), scenario);
+          await checkConvergence(postgres, scenario);
         }),
         { numRuns: 25 }
       );
