@@ -7,11 +7,12 @@ import { createGatewayService } from "../../services/gateway.service";
 import { createPresenceService } from "../../services/presence.service";
 import { createRoomsService } from "../../services/rooms.service";
 import { createEventBusService } from "../../services/eventbus.service";
+import { createReconciliationService } from "../../services/reconciliation.service";
 import { TEST_SECRET } from "./tokens";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
-export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus";
+export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "reconciliation";
 
 export interface TestNode {
   broker: ServiceBroker;
@@ -43,7 +44,13 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     middlewares: channelMiddlewares(config),
     ...options.broker
   });
-  const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService, eventbus: createEventBusService };
+  const factories = {
+    gateway: createGatewayService,
+    presence: createPresenceService,
+    rooms: createRoomsService,
+    eventbus: createEventBusService,
+    reconciliation: createReconciliationService
+  };
   for (const name of options.services ?? (["gateway", "presence", "rooms", "eventbus"] as ServiceName[])) {
     broker.createService(factories[name](config));
   }
