@@ -231,6 +231,11 @@ function suite(label: string, nodeConfig: () => Promise<{ config: Record<string,
       });
     });
 
+    it("appears in /health", async () => {
+      const res = await fetch(`${node.url}/health`);
+      expect(await res.json()).toMatchObject({ status: "healthy", services: { reconciliation: { status: "healthy", backend: label === "memory" ? "memory" : "postgres" } } });
+    });
+
     describe("errors", () => {
       it("401 AUTH_FAILED without a valid token", async () => {
         const t = freshTenant();
