@@ -63,7 +63,7 @@ function suite(label: string, nodeConfig: () => Promise<{ config: Record<string,
     beforeAll(async () => {
       const prepared = await nodeConfig();
       cleanup = prepared.cleanup;
-      node = await startNode({ services: ["gateway", "presence", "rooms", "eventbus", "reconciliation"], config: { reconciliationMaxQueueSize: 20, ...prepared.config } });
+      node = await startNode({ services: ["gateway", "presence", "rooms", "eventbus", "reconciliation"], config: { reconciliationMaxQueueSize: 20, reconciliationMaxRequestBytes: 16 * 1024, ...prepared.config } });
     });
     afterEach(() => {
       for (const s of sockets.splice(0)) s.close();
@@ -300,6 +300,13 @@ function suite(label: string, nodeConfig: () => Promise<{ config: Record<string,
         expect(res.body).toMatchObject({ code: "INVALID_REQUEST", details: { reason: "too_many_operations", limit: 20, count: 21 } });
         expect((await snapshot(t, "document", "e0")).status).toBe(404);
         expect((await reconcile(t, request(t, "A", ops.slice(0, 20)))).status).toBe(200);
+      });
+
+      it("413 INVALID_REQUEST for a body over RECONCILIATION_MAX_REQUEST_BYTES", async () => {
+        const t = freshTenant();
+        const res = await reconcile(t, request(t, "A", [op({ clientId: "A", tenantId: t, operationType: "CREATE", payload: { text: "x".repeat(20 * 1024) } })]));
+        expect(res.status).toBe(413);
+        expect(res.body).toMatchObject({ code: "INVALID_REQUEST" });
       });
 
       it("429 RATE_LIMIT after 10 requests of one client in a minute, with Retry-After; other clients unaffected", async () => {
