@@ -177,13 +177,15 @@ export class PostgresReconciliationStore implements ReconciliationStore {
     });
   }
 
-  /** Creates the tenant's row (new epoch) when missing, then locks it until the transaction ends. */
+  /** Locks the tenant's row until the transaction ends, creating it (new epoch) when missing. */
   private async lockTenant(client: PoolClient, tenantId: string): Promise<TenantHead> {
-    await client.query("INSERT INTO reconciliation_tenants (tenant_id, epoch) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING", [tenantId, newEpoch()]);
-    const { rows } = await client.query<{ epoch: string; seq: string; trimmed_through: string }>(
-      "SELECT epoch, seq, trimmed_through FROM reconciliation_tenants WHERE tenant_id = $1 FOR UPDATE",
-      [tenantId]
-    );
+    const lock = () =>
+      client.query<{ epoch: string; seq: string; trimmed_through: string }>("SELECT epoch, seq, trimmed_through FROM reconciliation_tenants WHERE tenant_id = $1 FOR UPDATE", [tenantId]);
+    let { rows } = await lock();
+    if (rows.length === 0) {
+      await client.query("INSERT INTO reconciliation_tenants (tenant_id, epoch) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING", [tenantId, newEpoch()]);
+      ({ rows } = await lock());
+    }
     return headOf(rows[0]);
   }
 
@@ -219,8 +221,13 @@ export class PostgresReconciliationStore implements ReconciliationStore {
 
   async head(tenantId: string): Promise<TenantHead> {
     await this.ready();
-    await this.pool.query("INSERT INTO reconciliation_tenants (tenant_id, epoch) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING", [tenantId, newEpoch()]);
-    const { rows } = await this.pool.query<{ epoch: string; seq: string; trimmed_through: string }>("SELECT epoch, seq, trimmed_through FROM reconciliation_tenants WHERE tenant_id = $1", [tenantId]);
+    const select = () => this.pool.query<{ epoch: string; seq: string; trimmed_through: string }>("SELECT epoch, seq, trimmed_through FROM reconciliation_tenants WHERE tenant_id = $1", [tenantId]);
+    let { rows } = await select();
+    if (rows.length === 0) {
+      // First sight of the tenant: create its epoch (another node may do so at the same time).
+      await this.pool.query("INSERT INTO reconciliation_tenants (tenant_id, epoch) VALUES ($1, $2) ON CONFLICT (tenant_id) DO NOTHING", [tenantId, newEpoch()]);
+      ({ rows } = await select());
+    }
     return headOf(rows[0]);
   }
 
