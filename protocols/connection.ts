@@ -7,6 +7,7 @@ import type { RateLimitResult } from "../stores/rate-limit";
 import type { CallerMeta } from "../lib/context";
 import type { Viewer } from "../lib/visibility";
 import type { BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
+import type { PushSink } from "../lib/push";
 
 /** What the gateway keeps per Socket.IO connection (in `socket.data`). */
 export interface ConnectionState {
@@ -47,6 +48,8 @@ export interface GatewayHost {
   tailEvents(tenantId: string, count: number): Promise<StoredEvent[]>;
   /** Reads what `viewer` may see of the tenant's log after a position. */
   readEvents(tenantId: string, viewer: Viewer, after: string | undefined, limit: number): Promise<ReadResult>;
+  /** Registers a protocol adapter's renderer for logged events, presence and membership changes. */
+  addPushSink(sink: PushSink): void;
   /** Reports a refused cross-tenant attempt. */
   reportTenantViolation(state: ConnectionState, requestedTenantId: unknown, event: string): void;
   logger: LoggerInstance;

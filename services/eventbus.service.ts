@@ -5,7 +5,7 @@ import type { DeadLetterFilter } from "../lib/channel-adapter";
 import { channelSender, eventBusChannelsOf } from "../lib/channels";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
-import { DELIVERY_EVENT, type Delivery, type DeliveryTarget } from "../lib/delivery";
+import { PUSH_EVENT, type PushNotice } from "../lib/push";
 import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError } from "../lib/errors";
 import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
@@ -33,15 +33,17 @@ interface EventBusThis extends Service {
   channelStats(): Promise<Record<string, unknown>>;
 }
 
-/** The Socket.IO event name under which bus events reach PF-2 clients. */
-export const BUS_SOCKET_EVENT = "event";
-
 const identifier = { type: "string", min: 1, max: 128 } as const;
 const audienceSchema = {
   type: "object",
   optional: true,
   strict: true,
-  props: { userId: { ...identifier, optional: true }, roomId: { ...identifier, optional: true } }
+  props: {
+    userId: { ...identifier, optional: true },
+    roomId: { ...identifier, optional: true },
+    userIds: { type: "array", items: identifier, min: 1, max: 1000, unique: true, optional: true },
+    conversationId: { ...identifier, optional: true }
+  }
 } as const;
 
 export const publishParams = {
@@ -63,7 +65,7 @@ interface PublishParams {
   payload?: unknown;
   metadata?: Record<string, unknown>;
   schemaVersion?: string;
-  audience?: { userId?: string; roomId?: string };
+  audience?: { userId?: string; roomId?: string; userIds?: string[]; conversationId?: string };
 }
 
 const POLL_MAX_LIMIT = 1000;
@@ -75,14 +77,12 @@ const POLL_MAX_WAIT_SECONDS = 30;
 /** Long polls re-read at least this often, to see appends made on other nodes. */
 const LONG_POLL_RECHECK_MS = 250;
 
-export function deliveryTargetOf(audience: Audience | undefined): DeliveryTarget {
-  if (!audience) return { tenant: true };
-  return "userId" in audience ? { userId: audience.userId } : { roomId: audience.roomId };
-}
-
 function audienceOf(input: PublishParams["audience"]): Audience | undefined {
   if (!input) return undefined;
-  if (input.userId !== undefined && input.roomId !== undefined) throw invalidRequest("audience names either a userId or a roomId, not both");
+  const named = [input.userId, input.roomId, input.userIds].filter(v => v !== undefined).length;
+  if (named > 1) throw invalidRequest("audience names one of userId, roomId or userIds");
+  if (input.conversationId !== undefined && input.userIds === undefined) throw invalidRequest("audience.conversationId goes with audience.userIds");
+  if (input.userIds !== undefined) return { userIds: input.userIds, ...(input.conversationId !== undefined ? { conversationId: input.conversationId } : {}) };
   if (input.userId !== undefined) return { userId: input.userId };
   if (input.roomId !== undefined) return { roomId: input.roomId };
   return undefined;
@@ -125,9 +125,9 @@ export function createEventBusService(config: Config): ServiceSchema {
           const markedNow = channelled ? await this.handoff.begin(tenantId, event.eventId, Date.now()) : false;
           const { event: stored, duplicate } = await this.store(tenantId, event);
           if (!duplicate) {
-            const delivery: Delivery = { tenantId, target: deliveryTargetOf(stored.audience), event: BUS_SOCKET_EVENT, payload: stored };
             // Realtime is best effort on top of the durable log: a client that misses it replays it.
-            await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
+            // Every gateway renders the event for each protocol it serves (lib/push.ts).
+            await this.broker.broadcast(PUSH_EVENT, { stored } satisfies PushNotice, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
           }
           if (channelled) {
             if (!duplicate || !markedNow) await this.toChannel(stored);

@@ -25,6 +25,8 @@ import { HoldingAdapter } from "../protocols/holding-adapter";
 import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
+import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
+import { pf2Sink } from "../protocols/pf2/pf2-sink";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -43,6 +45,9 @@ interface GatewayThis extends Service, GatewayHost {
   /** The tenant logs, read and appended directly when they live in Redis (no hop per message). */
   eventLog?: EventLog;
   heartbeatTimer?: NodeJS.Timeout;
+  /** The protocol adapters rendering logged events, presence and membership changes (lib/push.ts). */
+  pushSinks: PushSink[];
+  eachSink(call: (sink: PushSink) => void): void;
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
   pf2(): Namespace;
@@ -112,7 +117,17 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /events/poll": "eventbus.poll",
             "POST /events": "gateway.feedPost",
             "GET /events": "gateway.feedList",
-            "GET /rooms/:roomId/members": "rooms.members"
+            "GET /rooms/:roomId/members": "rooms.members",
+            // The server push API for application backends (role `service`).
+            "POST /push/notifications": "push.notification",
+            "POST /push/messages": "push.message",
+            "POST /push/feed": "push.feedUpdate",
+            "POST /push/counts": "push.countUpdate",
+            "POST /conversations": "conversations.create",
+            "GET /conversations/:conversationId": "conversations.get",
+            "DELETE /conversations/:conversationId": "conversations.delete",
+            "POST /conversations/:conversationId/members": "conversations.addMembers",
+            "POST /conversations/:conversationId/members/remove": "conversations.removeMembers"
           }
         }
       ],
@@ -253,12 +268,42 @@ export function createGatewayService(config: Config): ServiceSchema {
         handler(this: GatewayThis, ctx: Context<Delivery>) {
           emitLocally(this.io.of(ctx.params.namespace ?? "/"), ctx.params);
         }
+      },
+      [PUSH_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<PushNotice>) {
+          this.eachSink(sink => sink.push(ctx.params));
+        }
+      },
+      [PRESENCE_NOTICE_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<PresenceNotice>) {
+          this.eachSink(sink => sink.presence?.(ctx.params));
+        }
+      },
+      [MEMBERS_REMOVED_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<MembersRemovedNotice>) {
+          this.eachSink(sink => sink.membersRemoved?.(ctx.params));
+        }
       }
     },
 
     methods: {
       pf2(this: GatewayThis) {
         return this.io.of("/");
+      },
+
+      addPushSink(this: GatewayThis, sink: PushSink) {
+        this.pushSinks.push(sink);
+      },
+
+      eachSink(this: GatewayThis, call: (sink: PushSink) => void) {
+        if (!this.io) return;
+        for (const sink of this.pushSinks) {
+          try {
+            call(sink);
+          } catch (err) {
+            this.logger.warn("A protocol adapter failed to render a push", { sink: sink.name, error: (err as Error).message });
+          }
+        }
       },
 
       /** REST: verified token + matching X-Tenant-ID (moleculer-web `authentication: true`). */
@@ -561,6 +606,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
+      this.pushSinks = [pf2Sink(() => this.pf2())];
     },
 
     async started(this: GatewayThis) {
