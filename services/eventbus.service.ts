@@ -6,7 +6,8 @@ import { channelSender, eventBusChannelsOf } from "../lib/channels";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
 import { PUSH_EVENT, type PushNotice } from "../lib/push";
-import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError } from "../lib/errors";
+import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError, toClientError } from "../lib/errors";
+import type { AppendOutcome } from "../lib/append-batcher";
 import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
 import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
@@ -144,6 +145,28 @@ export function createEventBusService(config: Config): ServiceSchema {
         async handler(this: EventBusThis, ctx: Context<{ tenantId: string; event: BusEvent }>) {
           if (ctx.params.event.tenantId !== ctx.params.tenantId) throw invalidRequest("event.tenantId must be the tenant");
           return this.store(ctx.params.tenantId, ctx.params.event);
+        }
+      },
+
+      /**
+       * Appends a gateway's batch of already-formed events (one request per event-loop turn of the
+       * gateway instead of one per message; lib/append-batcher.ts). Appends in order and answers
+       * per event, so one refused event does not fail the others.
+       */
+      appendMany: {
+        visibility: "public",
+        params: { events: { type: "array", min: 1, max: 1000, items: { type: "object", props: { tenantId: identifier }, strict: false } } },
+        async handler(this: EventBusThis, ctx: Context<{ events: BusEvent[] }>): Promise<AppendOutcome[]> {
+          const outcomes: AppendOutcome[] = [];
+          for (const event of ctx.params.events) {
+            try {
+              outcomes.push(await this.store(event.tenantId, event));
+            } catch (err) {
+              const { body } = toClientError(err);
+              outcomes.push({ error: { message: body.error, code: body.code } });
+            }
+          }
+          return outcomes;
         }
       },
 

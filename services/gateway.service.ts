@@ -27,6 +27,8 @@ import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
 import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
+import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
+import { broadcastToRemote } from "../lib/remote-broadcast";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -45,6 +47,11 @@ interface GatewayThis extends Service, GatewayHost {
   /** The tenant logs, read and appended directly when they live in Redis (no hop per message). */
   eventLog?: EventLog;
   heartbeatTimer?: NodeJS.Timeout;
+  /** Appends to a remote event bus, one request per event-loop turn (lib/append-batcher.ts). */
+  appendBatcher: AppendBatcher;
+  /** The event bus service of this process, if it runs one (null once looked up and absent). */
+  localBus?: LocalEventBus | null;
+  localEventBus(): LocalEventBus | undefined;
   /** The protocol adapters rendering logged events, presence and membership changes (lib/push.ts). */
   pushSinks: PushSink[];
   eachSink(call: (sink: PushSink) => void): void;
@@ -57,6 +64,11 @@ interface GatewayThis extends Service, GatewayHost {
   registerConnection(state: ConnectionState): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+}
+
+/** The part of a co-located event bus service the gateway calls directly. */
+interface LocalEventBus {
+  store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
 }
 
 const MINUTE_MS = 60_000;
@@ -442,9 +454,17 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async appendEvent(this: GatewayThis, event: BusEvent): Promise<StoredEvent> {
+        // No request per message on this path: the log in Redis is written directly; an event bus
+        // of this process is called as a function; a remote one gets one request per batch.
         if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
-        const result = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
-        return result.event;
+        const local = this.localEventBus();
+        if (local) return (await local.store(event.tenantId, event)).event;
+        return this.appendBatcher.append(event);
+      },
+
+      localEventBus(this: GatewayThis) {
+        if (this.localBus === undefined) this.localBus = (this.broker.getLocalService("eventbus") as unknown as LocalEventBus | undefined) ?? null;
+        return this.localBus ?? undefined;
       },
 
       async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
@@ -519,13 +539,10 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async deliver(this: GatewayThis, delivery: Delivery) {
-        // Without a transporter this process is the only gateway: emit directly instead of paying
-        // for a Moleculer broadcast (context, event routing) on every message.
-        if (!this.broker.transit) {
-          emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
-          return;
-        }
-        await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
+        // This node's sockets directly; other gateways through one event packet each. A Moleculer
+        // broadcast would also route the local share through a context and dispatch per message.
+        emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+        if (this.broker.transit) await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
@@ -607,6 +624,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       }
       this.accepting = true;
       this.pushSinks = [pf2Sink(() => this.pf2())];
+      this.appendBatcher = new AppendBatcher(events =>
+        this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
+      );
     },
 
     async started(this: GatewayThis) {
