@@ -1,4 +1,4 @@
-import type { Presence } from "../stores/presence/presence-store";
+import type { ConnectionInfo, Presence } from "../stores/presence/presence-store";
 import type { StoredEvent } from "../stores/event-log";
 
 /**
@@ -29,6 +29,11 @@ export interface PresenceNotice {
   /** What happened: the user's visible presence may or may not have changed (`changed`). */
   reason: "connect" | "disconnect" | "heartbeat" | "status" | "expired" | "node_left";
   changed: boolean;
+  /**
+   * The user's live connections on every node and protocol when the notice was sent (empty when
+   * offline); absent only when the presence store could not be read.
+   */
+  devices?: ConnectionInfo[];
 }
 
 export interface MembersRemovedNotice {
