@@ -53,6 +53,8 @@ export interface Config {
   databaseUrl: string | undefined;
   /** DATA_DIR: where embedded-default stores keep files across restarts (audit log). */
   dataDir: string;
+  /** SOCKET_MAX_PAYLOAD_BYTES (seed 003): largest inbound event on `/ws/app`; larger ones get `error` and are dropped. */
+  socketMaxPayloadBytes: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -116,6 +118,7 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
     databaseUrl: stringFrom(env, "DATABASE_URL"),
     dataDir: stringFrom(env, "DATA_DIR") ?? "./data",
+    socketMaxPayloadBytes: intFrom(env, "SOCKET_MAX_PAYLOAD_BYTES", 5 * 1024, 1),
     ...overrides
   };
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {

@@ -42,12 +42,25 @@ export interface MembersRemovedNotice {
   userIds: string[];
 }
 
+/**
+ * An operator's disconnect (`gateway.systemDisconnect`): every socket of the user, or one
+ * connection, is told why and closed. Exactly one of `userId` and `connectionId` is set.
+ */
+export interface DisconnectNotice {
+  tenantId: string;
+  userId?: string;
+  connectionId?: string;
+  reason: string;
+}
+
 /** One protocol adapter's view of server→client traffic. Methods must not throw. */
 export interface PushSink {
   readonly name: string;
   push(notice: PushNotice): void;
   presence?(notice: PresenceNotice): void;
   membersRemoved?(notice: MembersRemovedNotice): void;
+  /** Tells the matching local connections why and closes them; returns how many it closed. */
+  disconnect?(notice: DisconnectNotice): number;
 }
 
 /**

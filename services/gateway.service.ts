@@ -29,6 +29,12 @@ import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersR
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
 import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
 import { broadcastToRemote } from "../lib/remote-broadcast";
+// --- seed 003 `/ws/app` (protocols/app) and operator disconnects ---
+import { APP_NAMESPACE, appNamespace, authorizeAppSocket, onAppConnection } from "../protocols/app/app-adapter";
+import { appSink } from "../protocols/app/app-sink";
+import { deviceOf } from "../protocols/connection";
+import { systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
+import type { DisconnectNotice } from "../lib/push";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -58,6 +64,8 @@ interface GatewayThis extends Service, GatewayHost {
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
   pf2(): Namespace;
+  /** The seed 003 namespace `/ws/app`. */
+  app(): Namespace;
   onPf2Connection(socket: Socket): Promise<void>;
   onPf2Disconnect(socket: Socket): Promise<void>;
   heartbeatConnections(): Promise<void>;
@@ -161,7 +169,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           adapter: HoldingAdapter,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
-        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} } }
+        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} }, [APP_NAMESPACE]: appNamespace() }
       }
     },
 
@@ -232,10 +240,11 @@ export function createGatewayService(config: Config): ServiceSchema {
         params: { tenantId: { type: "string", optional: true } },
         handler(this: GatewayThis, ctx: Context<{ tenantId?: string }>) {
           const list = [];
-          for (const socket of this.pf2().sockets.values()) {
+          for (const socket of [...this.pf2().sockets.values(), ...this.app().sockets.values()]) {
             const state = stateOf(socket);
             if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
             list.push({
+              namespace: socket.nsp.name,
               connectionId: state.connectionId,
               clientId: state.clientId,
               tenantId: state.tenantId,
@@ -245,6 +254,32 @@ export function createGatewayService(config: Config): ServiceSchema {
             });
           }
           return { nodeID: this.broker.nodeID, count: list.length, connections: list };
+        }
+      },
+
+      /**
+       * Operator disconnect (seed 003 `system:disconnect`): every socket of a user, or one
+       * connection, on every gateway node gets `system:disconnect {reason}` and is closed; audited.
+       * REPL: `call gateway.systemDisconnect --tenantId t1 --userId u1 --reason "maintenance"`.
+       */
+      systemDisconnect: {
+        visibility: "public",
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<SystemDisconnectParams, CallerMeta>) {
+          return systemDisconnect(this.broker, this.logger, ctx);
+        }
+      },
+
+      /** This node's share of `systemDisconnect` (called per node with `nodeID`). */
+      disconnectLocal: {
+        visibility: "public",
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<DisconnectNotice>) {
+          let disconnected = 0;
+          this.eachSink(sink => {
+            disconnected += sink.disconnect?.(ctx.params) ?? 0;
+          });
+          return { nodeID: this.broker.nodeID, disconnected };
         }
       },
 
@@ -267,7 +302,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       /** `GET /health/ready`: accepting new connections (not shutting down, below WS_MAX_CONNECTIONS). */
       ready: {
         handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
-          const active = this.pf2().sockets.size;
+          const active = this.connectionCount();
           const ready = this.accepting && active < this.config.wsMaxConnections;
           if (!ready) ctx.meta.$statusCode = 503;
           return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
@@ -301,6 +336,18 @@ export function createGatewayService(config: Config): ServiceSchema {
     methods: {
       pf2(this: GatewayThis) {
         return this.io.of("/");
+      },
+
+      app(this: GatewayThis) {
+        return this.io.of(APP_NAMESPACE);
+      },
+
+      connectionCount(this: GatewayThis) {
+        return this.pf2().sockets.size + this.app().sockets.size;
+      },
+
+      releaseConnection(this: GatewayThis, socket: Socket) {
+        return this.onPf2Disconnect(socket);
       },
 
       addPushSink(this: GatewayThis, sink: PushSink) {
@@ -337,10 +384,12 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Socket.IO handshake (moleculer-io `authorization: true`). */
       async socketAuthorize(this: GatewayThis, socket: Socket) {
+        // Seed 003 has its own handshake errors (`{code: "socket_error:…", message}`).
+        if (socket.nsp.name === APP_NAMESPACE) return authorizeAppSocket(this, socket);
         if (!this.accepting) {
           throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
         }
-        if (this.pf2().sockets.size >= this.config.wsMaxConnections) {
+        if (this.connectionCount() >= this.config.wsMaxConnections) {
           throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
         }
         let principal: Principal;
@@ -377,6 +426,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           clientId: isIdentifier(requestedClientId) ? requestedClientId : randomUUID(),
           rooms: new Set(),
           connectedAt: Date.now(),
+          ...deviceOf(socket),
           ...(resumeFrom !== undefined ? { resumeFrom } : {}),
           ...(resumeRooms !== undefined ? { resumeRooms: [...new Set(resumeRooms as string[])] } : {})
         };
@@ -486,7 +536,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         try {
           await this.broker.call(
             "presence.connect",
-            { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId, nodeId: this.broker.nodeID },
+            {
+              tenantId: state.tenantId,
+              userId: state.userId,
+              connectionId: state.connectionId,
+              nodeId: this.broker.nodeID,
+              device: { connectedAt: state.connectedAt, ...(state.userAgent !== undefined ? { userAgent: state.userAgent } : {}), ...(state.ip !== undefined ? { ip: state.ip } : {}) }
+            },
             { timeout: 5000, retries: 0 }
           );
         } catch (err) {
@@ -518,7 +574,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Refreshes presence of every local connection; re-registers those the store lost. */
       async heartbeatConnections(this: GatewayThis) {
-        const sockets = [...this.pf2().sockets.values()];
+        const sockets = [...this.pf2().sockets.values(), ...this.app().sockets.values()];
         for (let start = 0; start < sockets.length; start += HEARTBEAT_CHUNK) {
           const chunk = sockets.slice(start, start + HEARTBEAT_CHUNK).map(stateOf);
           const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
@@ -574,7 +630,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async healthReport(this: GatewayThis) {
         const now = new Date().toISOString();
-        const active = this.io ? this.pf2().sockets.size : 0;
+        const active = this.io ? this.connectionCount() : 0;
         const services: Record<string, Record<string, unknown>> = {
           websocket: {
             status: this.accepting ? "healthy" : "unhealthy",
@@ -623,7 +679,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
-      this.pushSinks = [pf2Sink(() => this.pf2())];
+      this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app())];
       this.appendBatcher = new AppendBatcher(events =>
         this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
       );
@@ -634,6 +690,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (this.redis) await whenReady(this.redis, 2000);
       this.io.of(feed.namespace).on("connection", (socket: Socket) => {
         onFeedConnection(this, feed, socket).catch((err: Error) => this.logger.error("Feed connection set-up failed", { connectionId: socket.id, error: err.message }));
+      });
+      this.app().on("connection", (socket: Socket) => {
+        onAppConnection(this, socket).catch((err: Error) => this.logger.error("/ws/app connection set-up failed", { connectionId: socket.id, error: err.message }));
       });
       this.pf2().on("connection", (socket: Socket) => {
         this.onPf2Connection(socket).catch((err: Error) => this.logger.error("Connection set-up failed", { connectionId: socket.id, error: err.message }));

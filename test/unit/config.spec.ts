@@ -43,7 +43,8 @@ describe("loadConfig", () => {
       eventBusPublishRateLimit: 1000,
       pollRateLimit: 60,
       databaseUrl: undefined,
-      dataDir: "./data"
+      dataDir: "./data",
+      socketMaxPayloadBytes: 5120
     });
   });
 
@@ -73,7 +74,8 @@ describe("loadConfig", () => {
       EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
       POLL_RATE_LIMIT: "7",
       DATABASE_URL: "postgres://db.internal:5432/rt",
-      DATA_DIR: "/var/lib/pf2"
+      DATA_DIR: "/var/lib/pf2",
+      SOCKET_MAX_PAYLOAD_BYTES: "2048"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -101,7 +103,8 @@ describe("loadConfig", () => {
       eventBusPublishRateLimit: 10,
       pollRateLimit: 7,
       databaseUrl: "postgres://db.internal:5432/rt",
-      dataDir: "/var/lib/pf2"
+      dataDir: "/var/lib/pf2",
+      socketMaxPayloadBytes: 2048
     });
   });
 
