@@ -61,12 +61,18 @@ export function disconnectSockets(nsp: Namespace, notice: DisconnectNotice): num
   return matching.length;
 }
 
-/** The operator action: every gateway node closes its matching connections; audited. */
-export async function systemDisconnect(broker: ServiceBroker, logger: LoggerInstance, ctx: Context<SystemDisconnectParams, CallerMeta>): Promise<SystemDisconnectResult> {
-  const { tenantId, userId, connectionId, reason } = ctx.params;
-  if ((userId === undefined) === (connectionId === undefined)) throw invalidRequest("Exactly one of userId or connectionId is required");
+/** Exactly one target, and an operator (or a trusted internal call) asking; throws otherwise. */
+export function checkDisconnect(ctx: Context<SystemDisconnectParams, CallerMeta>): void {
+  if ((ctx.params.userId === undefined) === (ctx.params.connectionId === undefined)) throw invalidRequest("Exactly one of userId or connectionId is required");
   const caller = ctx.meta.auth;
   if (caller && !OPERATOR_ROLES.has(caller.role)) throw authzFailed("Only operators may disconnect users");
+}
+
+/** The operator action: every gateway node closes its matching connections; audited. */
+export async function systemDisconnect(broker: ServiceBroker, logger: LoggerInstance, ctx: Context<SystemDisconnectParams, CallerMeta>): Promise<SystemDisconnectResult> {
+  checkDisconnect(ctx);
+  const { tenantId, userId, connectionId, reason } = ctx.params;
+  const caller = ctx.meta.auth;
   const notice: DisconnectNotice = { tenantId, reason, ...(userId !== undefined ? { userId } : { connectionId }) };
 
   // Moleculer types the list as schemas; the entries carry `nodeID` (registry/service-catalog.js).

@@ -33,7 +33,7 @@ import { broadcastToRemote } from "../lib/remote-broadcast";
 import { APP_NAMESPACE, appNamespace, authorizeAppSocket, onAppConnection } from "../protocols/app/app-adapter";
 import { appSink } from "../protocols/app/app-sink";
 import { deviceOf } from "../protocols/connection";
-import { systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
+import { checkDisconnect, systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
 import type { DisconnectNotice } from "../lib/push";
 
 /**
@@ -274,7 +274,8 @@ export function createGatewayService(config: Config): ServiceSchema {
       disconnectLocal: {
         visibility: "public",
         params: systemDisconnectParams,
-        handler(this: GatewayThis, ctx: Context<DisconnectNotice>) {
+        handler(this: GatewayThis, ctx: Context<DisconnectNotice, CallerMeta>) {
+          checkDisconnect(ctx);
           let disconnected = 0;
           this.eachSink(sink => {
             disconnected += sink.disconnect?.(ctx.params) ?? 0;

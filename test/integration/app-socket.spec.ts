@@ -340,6 +340,7 @@ describe("seed 003 /ws/app", () => {
     it("is for operators only and checks the tenant", async () => {
       const asUser = { meta: { auth: { tenantId: "acme", userId: "ann", role: "user" } } };
       await expect(node.broker.call("gateway.systemDisconnect", { tenantId: "acme", userId: "bob", reason: "x" }, asUser)).rejects.toMatchObject({ type: "AUTHZ_FAILED" });
+      await expect(node.broker.call("gateway.disconnectLocal", { tenantId: "acme", userId: "bob", reason: "x" }, asUser)).rejects.toMatchObject({ type: "AUTHZ_FAILED" });
       const asAdmin = { meta: { auth: { tenantId: "acme", userId: "root", role: "admin" } } };
       await expect(node.broker.call("gateway.systemDisconnect", { tenantId: "globex", userId: "bob", reason: "x" }, asAdmin)).rejects.toMatchObject({ type: "TENANT_VIOLATION" });
       await expect(node.broker.call("gateway.systemDisconnect", { tenantId: "acme", reason: "x" })).rejects.toMatchObject({ type: "INVALID_REQUEST" });
