@@ -86,7 +86,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       logResponse: "debug",
       logRequestParams: null,
       logResponseData: null,
-      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "OPTIONS"] } } : {}),
+      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "PATCH", "OPTIONS"] } } : {}),
 
       routes: [
         {
@@ -112,7 +112,11 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /events/poll": "eventbus.poll",
             "POST /events": "gateway.feedPost",
             "GET /events": "gateway.feedList",
-            "GET /rooms/:roomId/members": "rooms.members"
+            "GET /rooms/:roomId/members": "rooms.members",
+            // Private rooms (issue #5): settings by room admins, read by those admitted.
+            "POST /rooms": "rooms.create",
+            "GET /rooms/:roomId": "rooms.get",
+            "PATCH /rooms/:roomId": "rooms.update"
           }
         }
       ],
@@ -357,7 +361,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         let lastSent = state.resumeFrom;
         try {
           for (const roomId of state.resumeRooms ?? []) {
-            await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            try {
+              await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            } catch (err) {
+              // A room the user may no longer join (made private since) is left out of `rooms`.
+              if ((err as { type?: unknown }).type === ErrorCode.AUTHZ_FAILED) continue;
+              throw err;
+            }
             state.rooms.add(roomId);
             socket.join(roomChannel(state.tenantId, roomId));
           }
