@@ -148,6 +148,11 @@ export function createGatewayService(config: Config): ServiceSchema {
       call: false,
       broadcast: false,
       getClients: false,
+      // moleculer-web's route management and alias listing: nothing uses them, and a published
+      // action without a tenant is one more surface (tenant-guard test allow-list).
+      listAliases: false,
+      addRoute: false,
+      removeRoute: false,
 
       /**
        * Push an event to clients from inside the cluster (event bus, other services, operators):
