@@ -126,3 +126,9 @@ export function bearerToken(header: unknown): string | undefined {
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return match ? match[1] : undefined;
 }
+
+/** A request's JWT: `Authorization: Bearer`, or `X-User-Token` (seed 004 clients send it there). */
+export function requestToken(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const userToken = headers["x-user-token"];
+  return bearerToken(headers.authorization) ?? (typeof userToken === "string" && userToken.length > 0 ? userToken : undefined);
+}

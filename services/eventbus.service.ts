@@ -12,6 +12,7 @@ import { readVisible, type Viewer } from "../lib/visibility";
 import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
+import { appliedRateLimit } from "../stores/rate-limit/rate-limit-store";
 import { asServiceSchema } from "../types/service-schema";
 
 /**
@@ -106,8 +107,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           const caller = ctx.meta.auth;
           if (caller && caller.role !== "service") throw authzFailed("Publishing needs a token with role 'service'");
           const { tenantId } = ctx.params;
-          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, now);
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.eventBusPublishRateLimit, windowMs: 1000 });
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.eventBusPublishRateLimit, 1000, now);
           const audience = audienceOf(ctx.params.audience);
           const event: BusEvent = {
             eventId: ctx.params.eventId ?? randomUUID(),
@@ -175,8 +178,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           const { tenantId, lastEventId, limit = 100, wait = 0 } = ctx.params;
           const caller = ctx.meta.auth;
           if (!caller) throw invalidRequest("poll is made on behalf of a user");
-          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, now);
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.pollRateLimit, 60_000, now);
           const viewer = await this.viewerOf(tenantId, caller.userId);
           const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), lastEventId || undefined, limit, viewer);
           let result = await read();

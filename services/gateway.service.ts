@@ -16,6 +16,7 @@ import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
+import { appliedLimit, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
@@ -52,6 +53,7 @@ interface GatewayThis extends Service, GatewayHost {
   registerConnection(state: ConnectionState): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+  consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
 }
 
 const MINUTE_MS = 60_000;
@@ -104,6 +106,13 @@ export function createGatewayService(config: Config): ServiceSchema {
           authorization: true,
           mappingPolicy: "restrict",
           bodyParsers: { json: { strict: true, limit: "256kb" } },
+          // API_RATE_LIMIT per user and X-RateLimit-* headers on every /api response (protocols/rest-rate-limit.ts).
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
           // Long polls wait up to 30 s; everything else answers well within the broker's timeout.
           callOptions: { timeout: 35_000 },
           aliases: {
@@ -499,14 +508,16 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
-        const key = `conn:${state.connectionId}:${bucket}`;
-        const limit = this.config.wsMessageRateLimit;
+        return this.consumeRate(state.tenantId, `conn:${state.connectionId}:${bucket}`, this.config.wsMessageRateLimit, MINUTE_MS);
+      },
+
+      async consumeRate(this: GatewayThis, tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult> {
         const now = Date.now();
         try {
-          return await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return await this.rateLimits.consume(tenantId, key, limit, windowMs, now);
         } catch (err) {
           this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
-          return this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return this.fallbackRateLimits.consume(tenantId, key, limit, windowMs, now);
         }
       },
 
