@@ -1,6 +1,6 @@
-import { request as httpRequest } from "node:http";
 import { startNode, type TestNode } from "../helpers/node";
 import { tokenFor } from "../helpers/tokens";
+import { send, seedErrorProblem, type Answer } from "../helpers/http";
 
 /**
  * REST hardening (issue #5): `X-RateLimit-*` on every `/api/*` response, 429 `RATE_LIMIT` past the
@@ -9,59 +9,12 @@ import { tokenFor } from "../helpers/tokens";
  * or oversized bodies).
  */
 
-interface Answer {
-  status: number;
-  body: Record<string, any> | undefined;
-  text: string;
-  headers: Record<string, string | string[] | undefined>;
-}
-
-/** A raw HTTP request, so any method, header and body (also malformed ones) can be sent. */
-function send(url: string, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${url}${path}`, { method, headers }, res => {
-      const chunks: Buffer[] = [];
-      res.on("data", chunk => chunks.push(chunk as Buffer));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        let parsed: Record<string, any> | undefined;
-        try {
-          parsed = text ? (JSON.parse(text) as Record<string, any>) : undefined;
-        } catch {
-          parsed = undefined;
-        }
-        resolve({ status: res.statusCode ?? 0, body: parsed, text, headers: res.headers });
-      });
-    });
-    req.on("error", reject);
-    if (body !== undefined) req.write(body);
-    req.end();
-  });
-}
-
 const auth = (tenantId: string, userId: string, role = "user") => ({ Authorization: `Bearer ${tokenFor(tenantId, userId, { role })}`, "X-Tenant-ID": tenantId });
 
-const SEED_STATUS: Record<string, number[]> = {
-  AUTH_FAILED: [401],
-  AUTHZ_FAILED: [403],
-  TENANT_VIOLATION: [403],
-  RATE_LIMIT: [429],
-  INVALID_REQUEST: [400, 413, 422],
-  NOT_FOUND: [404],
-  INTERNAL_ERROR: [500, 503]
-};
-
 /** The seed's error shape: known code, matching status, a string message, nothing else but details; no stack. */
-export function expectSeedError(answer: Answer, code?: string) {
-  expect(answer.body).toBeDefined();
-  const body = answer.body as Record<string, unknown>;
-  expect(Object.keys(body).every(k => ["error", "code", "details"].includes(k))).toBe(true);
-  expect(typeof body.error).toBe("string");
-  expect(Object.keys(SEED_STATUS)).toContain(body.code);
-  expect(SEED_STATUS[body.code as string]).toContain(answer.status);
-  if (code) expect(body.code).toBe(code);
-  expect(answer.text).not.toMatch(/\bstack\b|\n\s+at |node_modules|\.ts:\d+|\.js:\d+/);
-  expect(String(answer.headers["content-type"])).toMatch(/^application\/json/);
+function expectSeedError(answer: Answer, code?: string) {
+  expect(seedErrorProblem(answer)).toBeUndefined();
+  if (code) expect(answer.body?.code).toBe(code);
 }
 
 function rateHeaders(answer: Answer) {

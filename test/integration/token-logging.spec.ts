@@ -18,9 +18,9 @@ import { TEST_SECRET, expiredToken, tokenFor, unsignedToken } from "../helpers/t
 /** Keeps every log call of the broker, at every level, as text. */
 class CapturingLogger extends Loggers.Base {
   readonly lines: string[] = [];
-  getLogHandler(bindings: { mod?: string }) {
+  getLogHandler(bindings?: { mod?: string }) {
     return (type: string, args: unknown[]) => {
-      this.lines.push(`${type} ${bindings.mod ?? ""} ${args.map(a => (typeof a === "string" ? a : inspect(a, { depth: 8, breakLength: Infinity }))).join(" ")}`);
+      this.lines.push(`${type} ${bindings?.mod ?? ""} ${args.map(a => (typeof a === "string" ? a : inspect(a, { depth: 8, breakLength: Infinity }))).join(" ")}`);
     };
   }
 }
