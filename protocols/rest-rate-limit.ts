@@ -101,6 +101,18 @@ export function restRateLimitMiddlewares() {
   ];
 }
 
+/**
+ * For the gateway's error handler: counts an `/api/*` request refused before the route's
+ * middlewares ran (moleculer-web refuses undecodable path parameters while resolving the alias),
+ * so its answer carries the headers too. Never throws; the request keeps its own error.
+ */
+export async function countRefusedRequest(host: RestLimiterHost, req: IncomingMessage, res: ServerResponse, prefix = "/api"): Promise<void> {
+  const url = (req as IncomingMessage & { originalUrl?: string }).originalUrl ?? req.url ?? "";
+  if (req.method === "OPTIONS" || res.headersSent || res.getHeader("X-RateLimit-Limit") !== undefined) return;
+  if (url !== prefix && !url.startsWith(`${prefix}/`) && !url.startsWith(`${prefix}?`)) return;
+  await countRequest(host, req, res).catch(() => undefined);
+}
+
 /** The state of the limit that applies to an answered request, given an action's own limit. */
 export function appliedLimit(req: IncomingMessage, own: RateLimitState | undefined): RateLimitState | undefined {
   return tighter((req as LimitedRequest).$rateLimit, own);

@@ -16,7 +16,7 @@ import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
-import { appliedLimit, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
+import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
@@ -130,7 +130,8 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       ],
 
-      onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+      async onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+        await countRefusedRequest(this, req, res);
         const status = sendRestError(res, err);
         if (status >= 500) this.logger.error("REST request failed", { url: req.url, error: (err as Error)?.message });
       },

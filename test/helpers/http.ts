@@ -10,7 +10,10 @@ export interface Answer {
 
 export function send(url: string, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${url}${path}`, { method, headers }, res => {
+    // The path goes out as given (no URL normalisation of "..", "%", "//").
+    const { hostname, port } = new URL(url);
+    const framing = body === undefined ? {} : { "Content-Length": String(Buffer.byteLength(body)) };
+    const req = httpRequest({ host: hostname, port, path, method, headers: { ...framing, ...headers } }, res => {
       const chunks: Buffer[] = [];
       res.on("data", chunk => chunks.push(chunk as Buffer));
       res.on("end", () => {
