@@ -16,6 +16,7 @@ import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
+import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
@@ -72,6 +73,7 @@ interface GatewayThis extends Service, GatewayHost {
   registerConnection(state: ConnectionState): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+  consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
 }
 
 /** The part of a co-located event bus service the gateway calls directly. */
@@ -111,7 +113,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       logResponse: "debug",
       logRequestParams: null,
       logResponseData: null,
-      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "OPTIONS"] } } : {}),
+      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "PATCH", "OPTIONS"] } } : {}),
 
       routes: [
         {
@@ -129,6 +131,13 @@ export function createGatewayService(config: Config): ServiceSchema {
           authorization: true,
           mappingPolicy: "restrict",
           bodyParsers: { json: { strict: true, limit: "256kb" } },
+          // API_RATE_LIMIT per user and X-RateLimit-* headers on every /api response (protocols/rest-rate-limit.ts).
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
           // Long polls wait up to 30 s; everything else answers well within the broker's timeout.
           callOptions: { timeout: 35_000 },
           aliases: {
@@ -147,12 +156,17 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /conversations/:conversationId": "conversations.get",
             "DELETE /conversations/:conversationId": "conversations.delete",
             "POST /conversations/:conversationId/members": "conversations.addMembers",
-            "POST /conversations/:conversationId/members/remove": "conversations.removeMembers"
+            "POST /conversations/:conversationId/members/remove": "conversations.removeMembers",
+            // Private rooms (issue #5): settings by room admins, read by those admitted.
+            "POST /rooms": "rooms.create",
+            "GET /rooms/:roomId": "rooms.get",
+            "PATCH /rooms/:roomId": "rooms.update"
           }
         }
       ],
 
-      onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+      async onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+        await countRefusedRequest(this, req, res);
         const status = sendRestError(res, err);
         if (status >= 500) this.logger.error("REST request failed", { url: req.url, error: (err as Error)?.message });
       },
@@ -179,6 +193,11 @@ export function createGatewayService(config: Config): ServiceSchema {
       call: false,
       broadcast: false,
       getClients: false,
+      // moleculer-web's route management and alias listing: nothing uses them, and a published
+      // action without a tenant is one more surface (tenant-guard test allow-list).
+      listAliases: false,
+      addRoute: false,
+      removeRoute: false,
 
       /**
        * Push an event to clients from inside the cluster (event bus, other services, operators):
@@ -465,7 +484,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         let lastSent = state.resumeFrom;
         try {
           for (const roomId of state.resumeRooms ?? []) {
-            await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            try {
+              await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            } catch (err) {
+              // A room the user may no longer join (made private since) is left out of `rooms`.
+              if ((err as { type?: unknown }).type === ErrorCode.AUTHZ_FAILED) continue;
+              throw err;
+            }
             state.rooms.add(roomId);
             socket.join(roomChannel(state.tenantId, roomId));
           }
@@ -603,14 +628,16 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
-        const key = `conn:${state.connectionId}:${bucket}`;
-        const limit = this.config.wsMessageRateLimit;
+        return this.consumeRate(state.tenantId, `conn:${state.connectionId}:${bucket}`, this.config.wsMessageRateLimit, MINUTE_MS);
+      },
+
+      async consumeRate(this: GatewayThis, tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult> {
         const now = Date.now();
         try {
-          return await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return await this.rateLimits.consume(tenantId, key, limit, windowMs, now);
         } catch (err) {
           this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
-          return this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return this.fallbackRateLimits.consume(tenantId, key, limit, windowMs, now);
         }
       },
 

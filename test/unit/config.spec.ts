@@ -44,7 +44,11 @@ describe("loadConfig", () => {
       pollRateLimit: 60,
       databaseUrl: undefined,
       dataDir: "./data",
-      socketMaxPayloadBytes: 5120
+      socketMaxPayloadBytes: 5120,
+      jwtClockSkewSeconds: 30,
+      jwtIssuer: undefined,
+      jwtAudience: undefined,
+      apiRateLimit: 600
     });
   });
 
@@ -75,7 +79,11 @@ describe("loadConfig", () => {
       POLL_RATE_LIMIT: "7",
       DATABASE_URL: "postgres://db.internal:5432/rt",
       DATA_DIR: "/var/lib/pf2",
-      SOCKET_MAX_PAYLOAD_BYTES: "2048"
+      SOCKET_MAX_PAYLOAD_BYTES: "2048",
+      JWT_CLOCK_SKEW_SECONDS: "5",
+      JWT_ISSUER: "https://id.example, https://id2.example",
+      JWT_AUDIENCE: "pf2",
+      API_RATE_LIMIT: "120"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -104,7 +112,11 @@ describe("loadConfig", () => {
       pollRateLimit: 7,
       databaseUrl: "postgres://db.internal:5432/rt",
       dataDir: "/var/lib/pf2",
-      socketMaxPayloadBytes: 2048
+      socketMaxPayloadBytes: 2048,
+      jwtClockSkewSeconds: 5,
+      jwtIssuer: ["https://id.example", "https://id2.example"],
+      jwtAudience: ["pf2"],
+      apiRateLimit: 120
     });
   });
 
@@ -114,6 +126,11 @@ describe("loadConfig", () => {
     expect(config.wsPath).toBe("/socket.io");
     expect(config.redisUrl).toBeUndefined();
     expect(config.jwtSecret).toBe(DEV_JWT_SECRET);
+  });
+
+  it("reads JWT_ISSUER / JWT_AUDIENCE as comma lists and treats a blank list as unset", () => {
+    expect(loadConfig({ JWT_ISSUER: " , ", JWT_AUDIENCE: "" })).toMatchObject({ jwtIssuer: undefined, jwtAudience: undefined });
+    expect(loadConfig({ JWT_AUDIENCE: "a,,b " }).jwtAudience).toEqual(["a", "b"]);
   });
 
   it("accepts WS_PORT 0 (any free port)", () => {
@@ -134,7 +151,9 @@ describe("loadConfig", () => {
     ["EVENT_BUS_STREAM_MAX_LEN", "10"],
     ["EVENT_BUS_STREAM_NAME", "has spaces"],
     ["EVENT_BUS_CONSUMER_GROUP", "a*b"],
-    ["DATABASE_URL", "mysql://db/rt"]
+    ["DATABASE_URL", "mysql://db/rt"],
+    ["JWT_CLOCK_SKEW_SECONDS", "-1"],
+    ["API_RATE_LIMIT", "0"]
   ])("refuses %s=%j", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
