@@ -11,6 +11,7 @@ export function visibleTo(event: StoredEvent, viewer: Viewer): boolean {
   const audience = event.audience;
   if (!audience) return true;
   if ("userId" in audience) return audience.userId === viewer.userId;
+  if ("userIds" in audience) return audience.userIds.includes(viewer.userId);
   return viewer.rooms.has(audience.roomId);
 }
 

@@ -5,13 +5,15 @@ import type { DeadLetterFilter } from "../lib/channel-adapter";
 import { channelSender, eventBusChannelsOf } from "../lib/channels";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
-import { DELIVERY_EVENT, type Delivery, type DeliveryTarget } from "../lib/delivery";
-import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError } from "../lib/errors";
+import { PUSH_EVENT, type PushNotice } from "../lib/push";
+import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError, tenantViolation, toClientError } from "../lib/errors";
+import type { AppendOutcome } from "../lib/append-batcher";
 import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
-import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
+import { appliedRateLimit } from "../stores/rate-limit/rate-limit-store";
 import { asServiceSchema } from "../types/service-schema";
 
 /**
@@ -33,15 +35,17 @@ interface EventBusThis extends Service {
   channelStats(): Promise<Record<string, unknown>>;
 }
 
-/** The Socket.IO event name under which bus events reach PF-2 clients. */
-export const BUS_SOCKET_EVENT = "event";
-
 const identifier = { type: "string", min: 1, max: 128 } as const;
 const audienceSchema = {
   type: "object",
   optional: true,
   strict: true,
-  props: { userId: { ...identifier, optional: true }, roomId: { ...identifier, optional: true } }
+  props: {
+    userId: { ...identifier, optional: true },
+    roomId: { ...identifier, optional: true },
+    userIds: { type: "array", items: identifier, min: 1, max: 1000, unique: true, optional: true },
+    conversationId: { ...identifier, optional: true }
+  }
 } as const;
 
 export const publishParams = {
@@ -63,7 +67,7 @@ interface PublishParams {
   payload?: unknown;
   metadata?: Record<string, unknown>;
   schemaVersion?: string;
-  audience?: { userId?: string; roomId?: string };
+  audience?: { userId?: string; roomId?: string; userIds?: string[]; conversationId?: string };
 }
 
 const POLL_MAX_LIMIT = 1000;
@@ -75,14 +79,12 @@ const POLL_MAX_WAIT_SECONDS = 30;
 /** Long polls re-read at least this often, to see appends made on other nodes. */
 const LONG_POLL_RECHECK_MS = 250;
 
-export function deliveryTargetOf(audience: Audience | undefined): DeliveryTarget {
-  if (!audience) return { tenant: true };
-  return "userId" in audience ? { userId: audience.userId } : { roomId: audience.roomId };
-}
-
 function audienceOf(input: PublishParams["audience"]): Audience | undefined {
   if (!input) return undefined;
-  if (input.userId !== undefined && input.roomId !== undefined) throw invalidRequest("audience names either a userId or a roomId, not both");
+  const named = [input.userId, input.roomId, input.userIds].filter(v => v !== undefined).length;
+  if (named > 1) throw invalidRequest("audience names one of userId, roomId or userIds");
+  if (input.conversationId !== undefined && input.userIds === undefined) throw invalidRequest("audience.conversationId goes with audience.userIds");
+  if (input.userIds !== undefined) return { userIds: input.userIds, ...(input.conversationId !== undefined ? { conversationId: input.conversationId } : {}) };
   if (input.userId !== undefined) return { userId: input.userId };
   if (input.roomId !== undefined) return { roomId: input.roomId };
   return undefined;
@@ -106,8 +108,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           const caller = ctx.meta.auth;
           if (caller && caller.role !== "service") throw authzFailed("Publishing needs a token with role 'service'");
           const { tenantId } = ctx.params;
-          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, now);
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.eventBusPublishRateLimit, windowMs: 1000 });
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.eventBusPublishRateLimit, 1000, now);
           const audience = audienceOf(ctx.params.audience);
           const event: BusEvent = {
             eventId: ctx.params.eventId ?? randomUUID(),
@@ -125,9 +129,9 @@ export function createEventBusService(config: Config): ServiceSchema {
           const markedNow = channelled ? await this.handoff.begin(tenantId, event.eventId, Date.now()) : false;
           const { event: stored, duplicate } = await this.store(tenantId, event);
           if (!duplicate) {
-            const delivery: Delivery = { tenantId, target: deliveryTargetOf(stored.audience), event: BUS_SOCKET_EVENT, payload: stored };
             // Realtime is best effort on top of the durable log: a client that misses it replays it.
-            await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
+            // Every gateway renders the event for each protocol it serves (lib/push.ts).
+            await this.broker.broadcast(PUSH_EVENT, { stored } satisfies PushNotice, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
           }
           if (channelled) {
             if (!duplicate || !markedNow) await this.toChannel(stored);
@@ -144,6 +148,35 @@ export function createEventBusService(config: Config): ServiceSchema {
         async handler(this: EventBusThis, ctx: Context<{ tenantId: string; event: BusEvent }>) {
           if (ctx.params.event.tenantId !== ctx.params.tenantId) throw invalidRequest("event.tenantId must be the tenant");
           return this.store(ctx.params.tenantId, ctx.params.event);
+        }
+      },
+
+      /**
+       * Appends a gateway's batch of already-formed events (one request per event-loop turn of the
+       * gateway instead of one per message; lib/append-batcher.ts). Appends in order and answers
+       * per event, so one refused event does not fail the others.
+       */
+      appendMany: {
+        visibility: "public",
+        params: { events: { type: "array", min: 1, max: 1000, items: { type: "object", props: { tenantId: identifier }, strict: false } } },
+        async handler(this: EventBusThis, ctx: Context<{ events: BusEvent[] }, CallerMeta>): Promise<AppendOutcome[]> {
+          // Gateways call it without a principal; anyone holding one stays inside their tenant.
+          const caller = ctx.meta.auth;
+          const foreign = caller ? ctx.params.events.find(event => event.tenantId !== caller.tenantId) : undefined;
+          if (caller && foreign) {
+            reportTenantViolation(this.broker, this.logger, { tenantId: caller.tenantId, userId: caller.userId, requestedTenantId: foreign.tenantId, action: "eventbus.appendMany" });
+            throw tenantViolation({ action: "eventbus.appendMany" });
+          }
+          const outcomes: AppendOutcome[] = [];
+          for (const event of ctx.params.events) {
+            try {
+              outcomes.push(await this.store(event.tenantId, event));
+            } catch (err) {
+              const { body } = toClientError(err);
+              outcomes.push({ error: { message: body.error, code: body.code } });
+            }
+          }
+          return outcomes;
         }
       },
 
@@ -175,8 +208,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           const { tenantId, lastEventId, limit = 100, wait = 0 } = ctx.params;
           const caller = ctx.meta.auth;
           if (!caller) throw invalidRequest("poll is made on behalf of a user");
-          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, now);
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.pollRateLimit, 60_000, now);
           const viewer = await this.viewerOf(tenantId, caller.userId);
           const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), lastEventId || undefined, limit, viewer);
           let result = await read();

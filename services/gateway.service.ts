@@ -16,6 +16,7 @@ import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
+import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
@@ -25,6 +26,16 @@ import { HoldingAdapter } from "../protocols/holding-adapter";
 import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
+import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
+import { pf2Sink } from "../protocols/pf2/pf2-sink";
+import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
+import { broadcastToRemote } from "../lib/remote-broadcast";
+// --- seed 003 `/ws/app` (protocols/app) and operator disconnects ---
+import { APP_NAMESPACE, appNamespace, authorizeAppSocket, onAppConnection } from "../protocols/app/app-adapter";
+import { appSink } from "../protocols/app/app-sink";
+import { deviceOf } from "../protocols/connection";
+import { checkDisconnect, systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
+import type { DisconnectNotice } from "../lib/push";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -43,15 +54,31 @@ interface GatewayThis extends Service, GatewayHost {
   /** The tenant logs, read and appended directly when they live in Redis (no hop per message). */
   eventLog?: EventLog;
   heartbeatTimer?: NodeJS.Timeout;
+  /** Appends to a remote event bus, one request per event-loop turn (lib/append-batcher.ts). */
+  appendBatcher: AppendBatcher;
+  /** The event bus service of this process, if it runs one (null once looked up and absent). */
+  localBus?: LocalEventBus | null;
+  localEventBus(): LocalEventBus | undefined;
+  /** The protocol adapters rendering logged events, presence and membership changes (lib/push.ts). */
+  pushSinks: PushSink[];
+  eachSink(call: (sink: PushSink) => void): void;
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
   pf2(): Namespace;
+  /** The seed 003 namespace `/ws/app`. */
+  app(): Namespace;
   onPf2Connection(socket: Socket): Promise<void>;
   onPf2Disconnect(socket: Socket): Promise<void>;
   heartbeatConnections(): Promise<void>;
   registerConnection(state: ConnectionState): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+  consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
+}
+
+/** The part of a co-located event bus service the gateway calls directly. */
+interface LocalEventBus {
+  store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
 }
 
 const MINUTE_MS = 60_000;
@@ -86,7 +113,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       logResponse: "debug",
       logRequestParams: null,
       logResponseData: null,
-      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "OPTIONS"] } } : {}),
+      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "PATCH", "OPTIONS"] } } : {}),
 
       routes: [
         {
@@ -106,6 +133,13 @@ export function createGatewayService(config: Config): ServiceSchema {
           authorization: true,
           mappingPolicy: "restrict",
           bodyParsers: { json: { strict: true, limit: config.reconciliationMaxRequestBytes } },
+          // Counted against API_RATE_LIMIT like every /api route; the headers show the tighter limit.
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
           callOptions: { timeout: config.reconciliationProcessingTimeoutMs + 5000, retries: 0 },
           aliases: {
             "POST /reconcile": "reconciliation.reconcile",
@@ -119,6 +153,13 @@ export function createGatewayService(config: Config): ServiceSchema {
           authorization: true,
           mappingPolicy: "restrict",
           bodyParsers: { json: { strict: true, limit: "256kb" } },
+          // API_RATE_LIMIT per user and X-RateLimit-* headers on every /api response (protocols/rest-rate-limit.ts).
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
           // Long polls wait up to 30 s; everything else answers well within the broker's timeout.
           callOptions: { timeout: 35_000 },
           aliases: {
@@ -127,12 +168,27 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /events/poll": "eventbus.poll",
             "POST /events": "gateway.feedPost",
             "GET /events": "gateway.feedList",
-            "GET /rooms/:roomId/members": "rooms.members"
+            "GET /rooms/:roomId/members": "rooms.members",
+            // The server push API for application backends (role `service`).
+            "POST /push/notifications": "push.notification",
+            "POST /push/messages": "push.message",
+            "POST /push/feed": "push.feedUpdate",
+            "POST /push/counts": "push.countUpdate",
+            "POST /conversations": "conversations.create",
+            "GET /conversations/:conversationId": "conversations.get",
+            "DELETE /conversations/:conversationId": "conversations.delete",
+            "POST /conversations/:conversationId/members": "conversations.addMembers",
+            "POST /conversations/:conversationId/members/remove": "conversations.removeMembers",
+            // Private rooms (issue #5): settings by room admins, read by those admitted.
+            "POST /rooms": "rooms.create",
+            "GET /rooms/:roomId": "rooms.get",
+            "PATCH /rooms/:roomId": "rooms.update"
           }
         }
       ],
 
-      onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+      async onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+        await countRefusedRequest(this, req, res);
         const status = sendRestError(res, err);
         if (status >= 500) this.logger.error("REST request failed", { url: req.url, error: (err as Error)?.message });
       },
@@ -149,7 +205,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           adapter: HoldingAdapter,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
-        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} } }
+        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} }, [APP_NAMESPACE]: appNamespace() }
       }
     },
 
@@ -159,6 +215,11 @@ export function createGatewayService(config: Config): ServiceSchema {
       call: false,
       broadcast: false,
       getClients: false,
+      // moleculer-web's route management and alias listing: nothing uses them, and a published
+      // action without a tenant is one more surface (tenant-guard test allow-list).
+      listAliases: false,
+      addRoute: false,
+      removeRoute: false,
 
       /**
        * Push an event to clients from inside the cluster (event bus, other services, operators):
@@ -220,10 +281,11 @@ export function createGatewayService(config: Config): ServiceSchema {
         params: { tenantId: { type: "string", optional: true } },
         handler(this: GatewayThis, ctx: Context<{ tenantId?: string }>) {
           const list = [];
-          for (const socket of this.pf2().sockets.values()) {
+          for (const socket of [...this.pf2().sockets.values(), ...this.app().sockets.values()]) {
             const state = stateOf(socket);
             if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
             list.push({
+              namespace: socket.nsp.name,
               connectionId: state.connectionId,
               clientId: state.clientId,
               tenantId: state.tenantId,
@@ -233,6 +295,33 @@ export function createGatewayService(config: Config): ServiceSchema {
             });
           }
           return { nodeID: this.broker.nodeID, count: list.length, connections: list };
+        }
+      },
+
+      /**
+       * Operator disconnect (seed 003 `system:disconnect`): every socket of a user, or one
+       * connection, on every gateway node gets `system:disconnect {reason}` and is closed; audited.
+       * REPL: `call gateway.systemDisconnect --tenantId t1 --userId u1 --reason "maintenance"`.
+       */
+      systemDisconnect: {
+        visibility: "public",
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<SystemDisconnectParams, CallerMeta>) {
+          return systemDisconnect(this.broker, this.logger, ctx);
+        }
+      },
+
+      /** This node's share of `systemDisconnect` (called per node with `nodeID`). */
+      disconnectLocal: {
+        visibility: "public",
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<DisconnectNotice, CallerMeta>) {
+          checkDisconnect(ctx);
+          let disconnected = 0;
+          this.eachSink(sink => {
+            disconnected += sink.disconnect?.(ctx.params) ?? 0;
+          });
+          return { nodeID: this.broker.nodeID, disconnected };
         }
       },
 
@@ -255,7 +344,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       /** `GET /health/ready`: accepting new connections (not shutting down, below WS_MAX_CONNECTIONS). */
       ready: {
         handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
-          const active = this.pf2().sockets.size;
+          const active = this.connectionCount();
           const ready = this.accepting && active < this.config.wsMaxConnections;
           if (!ready) ctx.meta.$statusCode = 503;
           return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
@@ -268,12 +357,54 @@ export function createGatewayService(config: Config): ServiceSchema {
         handler(this: GatewayThis, ctx: Context<Delivery>) {
           emitLocally(this.io.of(ctx.params.namespace ?? "/"), ctx.params);
         }
+      },
+      [PUSH_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<PushNotice>) {
+          this.eachSink(sink => sink.push(ctx.params));
+        }
+      },
+      [PRESENCE_NOTICE_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<PresenceNotice>) {
+          this.eachSink(sink => sink.presence?.(ctx.params));
+        }
+      },
+      [MEMBERS_REMOVED_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<MembersRemovedNotice>) {
+          this.eachSink(sink => sink.membersRemoved?.(ctx.params));
+        }
       }
     },
 
     methods: {
       pf2(this: GatewayThis) {
         return this.io.of("/");
+      },
+
+      app(this: GatewayThis) {
+        return this.io.of(APP_NAMESPACE);
+      },
+
+      connectionCount(this: GatewayThis) {
+        return this.pf2().sockets.size + this.app().sockets.size;
+      },
+
+      releaseConnection(this: GatewayThis, socket: Socket) {
+        return this.onPf2Disconnect(socket);
+      },
+
+      addPushSink(this: GatewayThis, sink: PushSink) {
+        this.pushSinks.push(sink);
+      },
+
+      eachSink(this: GatewayThis, call: (sink: PushSink) => void) {
+        if (!this.io) return;
+        for (const sink of this.pushSinks) {
+          try {
+            call(sink);
+          } catch (err) {
+            this.logger.warn("A protocol adapter failed to render a push", { sink: sink.name, error: (err as Error).message });
+          }
+        }
       },
 
       /** REST: verified token + matching X-Tenant-ID (moleculer-web `authentication: true`). */
@@ -295,10 +426,12 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Socket.IO handshake (moleculer-io `authorization: true`). */
       async socketAuthorize(this: GatewayThis, socket: Socket) {
+        // Seed 003 has its own handshake errors (`{code: "socket_error:…", message}`).
+        if (socket.nsp.name === APP_NAMESPACE) return authorizeAppSocket(this, socket);
         if (!this.accepting) {
           throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
         }
-        if (this.pf2().sockets.size >= this.config.wsMaxConnections) {
+        if (this.connectionCount() >= this.config.wsMaxConnections) {
           throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
         }
         let principal: Principal;
@@ -335,6 +468,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           clientId: isIdentifier(requestedClientId) ? requestedClientId : randomUUID(),
           rooms: new Set(),
           connectedAt: Date.now(),
+          ...deviceOf(socket),
           ...(resumeFrom !== undefined ? { resumeFrom } : {}),
           ...(resumeRooms !== undefined ? { resumeRooms: [...new Set(resumeRooms as string[])] } : {})
         };
@@ -372,7 +506,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         let lastSent = state.resumeFrom;
         try {
           for (const roomId of state.resumeRooms ?? []) {
-            await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            try {
+              await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            } catch (err) {
+              // A room the user may no longer join (made private since) is left out of `rooms`.
+              if ((err as { type?: unknown }).type === ErrorCode.AUTHZ_FAILED) continue;
+              throw err;
+            }
             state.rooms.add(roomId);
             socket.join(roomChannel(state.tenantId, roomId));
           }
@@ -412,9 +552,17 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async appendEvent(this: GatewayThis, event: BusEvent): Promise<StoredEvent> {
+        // No request per message on this path: the log in Redis is written directly; an event bus
+        // of this process is called as a function; a remote one gets one request per batch.
         if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
-        const result = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
-        return result.event;
+        const local = this.localEventBus();
+        if (local) return (await local.store(event.tenantId, event)).event;
+        return this.appendBatcher.append(event);
+      },
+
+      localEventBus(this: GatewayThis) {
+        if (this.localBus === undefined) this.localBus = (this.broker.getLocalService("eventbus") as unknown as LocalEventBus | undefined) ?? null;
+        return this.localBus ?? undefined;
       },
 
       async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
@@ -436,7 +584,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         try {
           await this.broker.call(
             "presence.connect",
-            { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId, nodeId: this.broker.nodeID },
+            {
+              tenantId: state.tenantId,
+              userId: state.userId,
+              connectionId: state.connectionId,
+              nodeId: this.broker.nodeID,
+              device: { connectedAt: state.connectedAt, ...(state.userAgent !== undefined ? { userAgent: state.userAgent } : {}), ...(state.ip !== undefined ? { ip: state.ip } : {}) }
+            },
             { timeout: 5000, retries: 0 }
           );
         } catch (err) {
@@ -468,7 +622,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Refreshes presence of every local connection; re-registers those the store lost. */
       async heartbeatConnections(this: GatewayThis) {
-        const sockets = [...this.pf2().sockets.values()];
+        const sockets = [...this.pf2().sockets.values(), ...this.app().sockets.values()];
         for (let start = 0; start < sockets.length; start += HEARTBEAT_CHUNK) {
           const chunk = sockets.slice(start, start + HEARTBEAT_CHUNK).map(stateOf);
           const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
@@ -489,24 +643,23 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async deliver(this: GatewayThis, delivery: Delivery) {
-        // Without a transporter this process is the only gateway: emit directly instead of paying
-        // for a Moleculer broadcast (context, event routing) on every message.
-        if (!this.broker.transit) {
-          emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
-          return;
-        }
-        await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
+        // This node's sockets directly; other gateways through one event packet each. A Moleculer
+        // broadcast would also route the local share through a context and dispatch per message.
+        emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+        if (this.broker.transit) await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
-        const key = `conn:${state.connectionId}:${bucket}`;
-        const limit = this.config.wsMessageRateLimit;
+        return this.consumeRate(state.tenantId, `conn:${state.connectionId}:${bucket}`, this.config.wsMessageRateLimit, MINUTE_MS);
+      },
+
+      async consumeRate(this: GatewayThis, tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult> {
         const now = Date.now();
         try {
-          return await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return await this.rateLimits.consume(tenantId, key, limit, windowMs, now);
         } catch (err) {
           this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
-          return this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return this.fallbackRateLimits.consume(tenantId, key, limit, windowMs, now);
         }
       },
 
@@ -527,7 +680,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async healthReport(this: GatewayThis) {
         const now = new Date().toISOString();
-        const active = this.io ? this.pf2().sockets.size : 0;
+        const active = this.io ? this.connectionCount() : 0;
         const services: Record<string, Record<string, unknown>> = {
           websocket: {
             status: this.accepting ? "healthy" : "unhealthy",
@@ -587,6 +740,10 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
+      this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app())];
+      this.appendBatcher = new AppendBatcher(events =>
+        this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
+      );
     },
 
     async started(this: GatewayThis) {
@@ -594,6 +751,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (this.redis) await whenReady(this.redis, 2000);
       this.io.of(feed.namespace).on("connection", (socket: Socket) => {
         onFeedConnection(this, feed, socket).catch((err: Error) => this.logger.error("Feed connection set-up failed", { connectionId: socket.id, error: err.message }));
+      });
+      this.app().on("connection", (socket: Socket) => {
+        onAppConnection(this, socket).catch((err: Error) => this.logger.error("/ws/app connection set-up failed", { connectionId: socket.id, error: err.message }));
       });
       this.pf2().on("connection", (socket: Socket) => {
         this.onPf2Connection(socket).catch((err: Error) => this.logger.error("Connection set-up failed", { connectionId: socket.id, error: err.message }));

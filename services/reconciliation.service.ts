@@ -1,21 +1,22 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
-import { DELIVERY_EVENT, type Delivery } from "../lib/delivery";
+import type { AppendOutcome } from "../lib/append-batcher";
 import { invalidRequest, notFound, rateLimited, tenantViolation } from "../lib/errors";
 import { InteractionClass } from "../lib/interaction-classes";
+import { PUSH_EVENT, type PushNotice } from "../lib/push";
 import { reconcile, snapshotOf } from "../lib/reconciliation/reconcile";
 import { deltaOf } from "../lib/reconciliation/snapshots";
 import { ALL_STRATEGIES, type Change, type ReconcileResponse, type StateSnapshot, type Strategy } from "../lib/reconciliation/types";
 import { ENTITY_TYPE, foreignTenantOperation, timestampOf, validateOperations } from "../lib/reconciliation/validate";
 import { formatVersion } from "../lib/reconciliation/versions";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
-import type { BusEvent, StoredEvent } from "../stores/event-log";
+import type { BusEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
+import { appliedRateLimit } from "../stores/rate-limit/rate-limit-store";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
 import { createReconciliationStore, type ReconciliationStore } from "../stores/reconciliation";
 import { asServiceSchema } from "../types/service-schema";
-import { BUS_SOCKET_EVENT } from "./eventbus.service";
 
 /**
  * Offline reconciliation (seed 000 `POST /api/reconciliation/reconcile`, `GET .../snapshot/...`;
@@ -41,6 +42,8 @@ const identifier = { type: "string", min: 1, max: 128 } as const;
 const MINUTE_MS = 60_000;
 /** Appends to the stream are awaited, but a stream that stops answering must not hold the response long. */
 const STREAM_TIMEOUT_MS = 5000;
+/** Events per `eventbus.appendMany` request (its own maximum is 1000). */
+const STREAM_BATCH = 500;
 
 interface ReconcileParams {
   requestId: string;
@@ -77,6 +80,7 @@ export function createReconciliationService(config: Config): ServiceSchema {
           const started = Date.now();
           const { requestId, clientId, tenantId, lastKnownVersion, operations } = ctx.params;
           const quota = await this.consumeQuota(tenantId, clientId);
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.reconciliationRateLimit, MINUTE_MS, Date.now());
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.reconciliationRateLimit, windowMs: MINUTE_MS });
           if (operations.length > config.reconciliationMaxQueueSize) {
             throw invalidRequest(`A request carries at most ${config.reconciliationMaxQueueSize} operations (RECONCILIATION_MAX_QUEUE_SIZE); send them in several requests`, {
@@ -176,14 +180,15 @@ export function createReconciliationService(config: Config): ServiceSchema {
 
       /**
        * Appends each applied change to the tenant's stream (class C, `reconciliation.applied`) and
-       * pushes it to the tenant's sockets. The state is already durable: a stream that is down costs
-       * online clients their live update, not correctness (they catch up by reconcile or snapshot),
-       * so it is logged, never failed. Returns how many were published.
+       * hands it to every gateway, which renders it for its sockets (PF-2: `event`). The state is
+       * already durable: a stream that is down costs online clients their live update, not
+       * correctness (they catch up by reconcile or snapshot), so it is logged, never failed.
+       * Returns how many were appended.
        */
       async publish(this: ReconciliationThis, tenantId: string, epoch: string, changes: Change[], requestId: string, clientId: string): Promise<number> {
         let published = 0;
-        for (const change of changes) {
-          const event: BusEvent = {
+        for (let start = 0; start < changes.length; start += STREAM_BATCH) {
+          const events: BusEvent[] = changes.slice(start, start + STREAM_BATCH).map(change => ({
             eventId: `reconciliation:${formatVersion(epoch, change.version)}`,
             eventType: RECONCILIATION_APPLIED_EVENT,
             tenantId,
@@ -191,22 +196,27 @@ export function createReconciliationService(config: Config): ServiceSchema {
             payload: deltaOf(epoch, change),
             metadata: { source: "reconciliation", interactionClass: InteractionClass.C, requestId, clientId },
             schemaVersion: "1.0"
-          };
-          let stored: StoredEvent;
+          }));
+          let outcomes: AppendOutcome[];
           try {
-            ({ event: stored } = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId, event }, { timeout: STREAM_TIMEOUT_MS, retries: 0 }));
+            outcomes = await this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: STREAM_TIMEOUT_MS, retries: 0 });
           } catch (err) {
-            this.logger.warn("Applied operations not published to the stream; clients catch up by reconcile", {
-              tenantId,
-              requestId,
-              unpublished: changes.length - published,
-              error: (err as Error).message
-            });
-            return published;
+            outcomes = [{ error: { message: (err as Error).message } }];
           }
-          const delivery: Delivery = { tenantId, target: { tenant: true }, event: BUS_SOCKET_EVENT, payload: stored };
-          await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
-          published += 1;
+          for (const outcome of outcomes) {
+            if ("error" in outcome) {
+              this.logger.warn("Applied operations not published to the stream; clients catch up by reconcile", {
+                tenantId,
+                requestId,
+                unpublished: changes.length - published,
+                error: outcome.error.message
+              });
+              return published;
+            }
+            published += 1;
+            if (outcome.duplicate) continue;
+            await this.broker.broadcast(PUSH_EVENT, { stored: outcome.event } satisfies PushNotice, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
+          }
         }
         return published;
       }

@@ -7,12 +7,14 @@ import { createGatewayService } from "../../services/gateway.service";
 import { createPresenceService } from "../../services/presence.service";
 import { createRoomsService } from "../../services/rooms.service";
 import { createEventBusService } from "../../services/eventbus.service";
+import { createConversationsService } from "../../services/conversations.service";
+import { createPushService } from "../../services/push.service";
 import { createReconciliationService } from "../../services/reconciliation.service";
 import { TEST_SECRET } from "./tokens";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
-export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "reconciliation";
+export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "conversations" | "push" | "reconciliation";
 
 export interface TestNode {
   broker: ServiceBroker;
@@ -49,9 +51,11 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     presence: createPresenceService,
     rooms: createRoomsService,
     eventbus: createEventBusService,
+    conversations: createConversationsService,
+    push: createPushService,
     reconciliation: createReconciliationService
   };
-  for (const name of options.services ?? (["gateway", "presence", "rooms", "eventbus"] as ServiceName[])) {
+  for (const name of options.services ?? (Object.keys(factories) as ServiceName[])) {
     broker.createService(factories[name](config));
   }
   await broker.start();

@@ -311,7 +311,12 @@ function suite(label: string, nodeConfig: () => Promise<{ config: Record<string,
 
       it("429 RATE_LIMIT after 10 requests of one client in a minute, with Retry-After; other clients unaffected", async () => {
         const t = freshTenant();
-        for (let i = 0; i < 10; i++) expect((await reconcile(t, request(t, "busy", []))).status).toBe(200);
+        for (let i = 0; i < 10; i++) {
+          const ok = await reconcile(t, request(t, "busy", []));
+          expect(ok.status).toBe(200);
+          // The tighter of API_RATE_LIMIT and this client's reconcile limit.
+          expect([ok.headers.get("x-ratelimit-limit"), ok.headers.get("x-ratelimit-remaining")]).toEqual(["10", String(9 - i)]);
+        }
         const refused = await reconcile(t, request(t, "busy", []));
         expect(refused.status).toBe(429);
         expect(refused.body).toMatchObject({ code: "RATE_LIMIT", details: { limit: 10, windowMs: 60_000, retryAfterMs: expect.any(Number) } });

@@ -44,6 +44,11 @@ describe("loadConfig", () => {
       pollRateLimit: 60,
       databaseUrl: undefined,
       dataDir: "./data",
+      socketMaxPayloadBytes: 5120,
+      jwtClockSkewSeconds: 30,
+      jwtIssuer: undefined,
+      jwtAudience: undefined,
+      apiRateLimit: 600,
       reconciliationDefaultStrategy: "LAST_WRITE_WINS",
       reconciliationEntityStrategies: {},
       reconciliationMaxQueueSize: 10000,
@@ -82,8 +87,13 @@ describe("loadConfig", () => {
       EVENT_BUS_STREAM_MAX_LEN: "5000",
       EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
       POLL_RATE_LIMIT: "7",
-      DATABASE_URL: "postgres://db/pf2",
+      DATABASE_URL: "postgres://db.internal:5432/rt",
       DATA_DIR: "/var/lib/pf2",
+      SOCKET_MAX_PAYLOAD_BYTES: "2048",
+      JWT_CLOCK_SKEW_SECONDS: "5",
+      JWT_ISSUER: "https://id.example, https://id2.example",
+      JWT_AUDIENCE: "pf2",
+      API_RATE_LIMIT: "120",
       RECONCILIATION_DEFAULT_STRATEGY: "MERGE",
       RECONCILIATION_ENTITY_STRATEGIES: "invoice=SERVER_WINS, note:v2=MANUAL",
       RECONCILIATION_MAX_QUEUE_SIZE: "100",
@@ -120,8 +130,13 @@ describe("loadConfig", () => {
       eventBusStreamMaxLen: 5000,
       eventBusPublishRateLimit: 10,
       pollRateLimit: 7,
-      databaseUrl: "postgres://db/pf2",
+      databaseUrl: "postgres://db.internal:5432/rt",
       dataDir: "/var/lib/pf2",
+      socketMaxPayloadBytes: 2048,
+      jwtClockSkewSeconds: 5,
+      jwtIssuer: ["https://id.example", "https://id2.example"],
+      jwtAudience: ["pf2"],
+      apiRateLimit: 120,
       reconciliationDefaultStrategy: "MERGE",
       reconciliationEntityStrategies: { invoice: "SERVER_WINS", "note:v2": "MANUAL" },
       reconciliationMaxQueueSize: 100,
@@ -153,6 +168,11 @@ describe("loadConfig", () => {
     expect(config.jwtSecret).toBe(DEV_JWT_SECRET);
   });
 
+  it("reads JWT_ISSUER / JWT_AUDIENCE as comma lists and treats a blank list as unset", () => {
+    expect(loadConfig({ JWT_ISSUER: " , ", JWT_AUDIENCE: "" })).toMatchObject({ jwtIssuer: undefined, jwtAudience: undefined });
+    expect(loadConfig({ JWT_AUDIENCE: "a,,b " }).jwtAudience).toEqual(["a", "b"]);
+  });
+
   it("accepts WS_PORT 0 (any free port)", () => {
     expect(loadConfig({ WS_PORT: "0" }).wsPort).toBe(0);
   });
@@ -170,7 +190,10 @@ describe("loadConfig", () => {
     ["EVENT_BUS_RETRY_DELAY_MS", "5"],
     ["EVENT_BUS_STREAM_MAX_LEN", "10"],
     ["EVENT_BUS_STREAM_NAME", "has spaces"],
-    ["EVENT_BUS_CONSUMER_GROUP", "a*b"]
+    ["EVENT_BUS_CONSUMER_GROUP", "a*b"],
+    ["DATABASE_URL", "mysql://db/rt"],
+    ["JWT_CLOCK_SKEW_SECONDS", "-1"],
+    ["API_RATE_LIMIT", "0"]
   ])("refuses %s=%j", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });

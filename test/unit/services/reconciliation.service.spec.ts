@@ -1,14 +1,26 @@
-import type { ServiceBroker } from "moleculer";
+import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import type { Config } from "../../../lib/config";
-import type { Delivery } from "../../../lib/delivery";
+import { PUSH_EVENT, type PushNotice } from "../../../lib/push";
 import type { ReconcileResponse, StateSnapshot } from "../../../lib/reconciliation/types";
 import { createEventBusService } from "../../../services/eventbus.service";
 import { createReconciliationService } from "../../../services/reconciliation.service";
-import { asClient, callAs, deliveryRecorder, newBroker, rejectionOf, stopAll, testConfig, violationRecorder, type TenantViolationRecord } from "./support";
+import { asClient, callAs, newBroker, rejectionOf, stopAll, testConfig, violationRecorder, type TenantViolationRecord } from "./support";
 
 const T = "2026-01-30T12:00:00.000Z";
 const brokers: ServiceBroker[] = [];
-let deliveries: Delivery[];
+let pushes: PushNotice[];
+
+/** A stand-in for the gateway nodes: records every push notice handed to them. */
+function pushRecorder(seen: PushNotice[]): ServiceSchema {
+  return {
+    name: "gateway",
+    events: {
+      [PUSH_EVENT](ctx: Context<PushNotice>) {
+        seen.push(ctx.params);
+      }
+    }
+  };
+}
 let violations: TenantViolationRecord[];
 
 async function startBroker(config: Config, withEventBus = true): Promise<ServiceBroker> {
@@ -16,7 +28,7 @@ async function startBroker(config: Config, withEventBus = true): Promise<Service
   brokers.push(broker);
   broker.createService(createReconciliationService(config));
   if (withEventBus) broker.createService(createEventBusService(config));
-  broker.createService(deliveryRecorder(deliveries));
+  broker.createService(pushRecorder(pushes));
   broker.createService(violationRecorder(violations));
   await broker.start();
   return broker;
@@ -39,7 +51,7 @@ const reconcile = (broker: ServiceBroker, params: Record<string, unknown>, opts?
   callAs<ReconcileResponse>(broker, "reconciliation.reconcile", { requestId: "r", tenantId: "t1", requestedAt: T, ...params }, opts);
 
 beforeEach(() => {
-  deliveries = [];
+  pushes = [];
   violations = [];
 });
 afterEach(() => stopAll(brokers));
@@ -51,14 +63,14 @@ describe("reconciliation service", () => {
     const res = await reconcile(broker, { clientId: "A", operations: [create] });
     const tail = await callAs<Array<{ eventType: string; position: string; payload: { version: string }; metadata: Record<string, unknown> }>>(broker, "eventbus.tail", { tenantId: "t1", count: 10 });
     expect(tail).toEqual([expect.objectContaining({ eventType: "reconciliation.applied", metadata: expect.objectContaining({ interactionClass: "CLASS_C" }), payload: expect.objectContaining({ version: res.currentVersion }) })]);
-    expect(deliveries).toEqual([{ tenantId: "t1", target: { tenant: true }, event: "event", payload: tail[0] }]);
+    expect(pushes).toEqual([{ stored: tail[0] }]);
   });
 
   it("still reconciles when the stream is unavailable (the state is durable; clients catch up)", async () => {
     const broker = await startBroker(testConfig(), false);
     const res = await reconcile(broker, { clientId: "A", operations: [op("A", { operationType: "CREATE" })] });
     expect(res.resolvedOperations).toEqual([expect.objectContaining({ status: "APPLIED" })]);
-    expect(deliveries).toEqual([]);
+    expect(pushes).toEqual([]);
     expect(await callAs<StateSnapshot>(broker, "reconciliation.snapshot", { tenantId: "t1", entityType: "document", entityId: "d1" })).toMatchObject({ data: { v: "A" } });
   });
 
