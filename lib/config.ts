@@ -53,6 +53,11 @@ export interface Config {
   databaseUrl: string | undefined;
   /** DATA_DIR: where embedded-default stores keep files across restarts (audit log). */
   dataDir: string;
+  /**
+   * HEALTH_PORT: serve `/health/live` and `/health/ready` on this port (on WS_HOST) from any node,
+   * for orchestrator probes of nodes without the gateway (lib/node-health.ts); unset = no server.
+   */
+  healthPort: number | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -116,10 +121,14 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
     databaseUrl: stringFrom(env, "DATABASE_URL"),
     dataDir: stringFrom(env, "DATA_DIR") ?? "./data",
+    healthPort: stringFrom(env, "HEALTH_PORT") === undefined ? undefined : intFrom(env, "HEALTH_PORT", 0, 0),
     ...overrides
   };
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {
     throw new Error(`REDIS_URL must be a redis:// or rediss:// URL, got "${config.redisUrl}"`);
+  }
+  if (config.healthPort !== undefined && config.healthPort > 65535) {
+    throw new Error(`Configuration HEALTH_PORT must be a TCP port (0-65535), got "${config.healthPort}"`);
   }
   if (config.databaseUrl && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw new Error(`DATABASE_URL must be a postgres:// or postgresql:// URL, got "${config.databaseUrl}"`);
