@@ -192,8 +192,10 @@ export function checkTopology(manifests: ManifestDoc[], options: TopologyOptions
       for (const env of container.env ?? []) {
         const cmRef = env.valueFrom?.configMapKeyRef;
         if (cmRef && !configKeys(cmRef.name ?? "")?.has(cmRef.key)) problems.push(`${at}: env ${env.name} refers to missing ConfigMap key ${cmRef.name}/${cmRef.key}`);
+        // An optional key may be absent (the variable is then left unset), its Secret may not.
         const secretRef = env.valueFrom?.secretKeyRef;
-        if (secretRef && !secretKeys(secretRef.name ?? "")?.has(secretRef.key)) problems.push(`${at}: env ${env.name} refers to missing Secret key ${secretRef.name}/${secretRef.key}`);
+        const keys = secretRef ? secretKeys(secretRef.name ?? "") : undefined;
+        if (secretRef && (!keys || (!secretRef.optional && !keys.has(secretRef.key)))) problems.push(`${at}: env ${env.name} refers to missing Secret key ${secretRef.name}/${secretRef.key}`);
       }
     }
   }

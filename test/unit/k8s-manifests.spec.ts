@@ -44,6 +44,7 @@ describe("Kubernetes manifests (k8s/)", () => {
       expect.arrayContaining([
         "ConfigMap/pf2-config",
         "Secret/pf2-secrets",
+        "Secret/pf2-env",
         "Deployment/nats",
         "StatefulSet/redis",
         "StatefulSet/postgres",
@@ -108,7 +109,9 @@ describe("Kubernetes manifests (k8s/)", () => {
       ["probes on a port the node does not serve", d => (find(d, "Deployment", "eventbus").spec.template.spec.containers[0].env.find((e: Obj) => e.name === "HEALTH_PORT").value = "3200"), /eventbus.*readinessProbe must probe HEALTH_PORT \(3200\)/],
       ["SERVICES naming no service file", d => (find(d, "Deployment", "rooms").spec.template.spec.containers[0].env.find((e: Obj) => e.name === "SERVICES").value = "room"), /no services\/room\.service\.ts/],
       ["two services in one Deployment", d => (find(d, "Deployment", "rooms").spec.template.spec.containers[0].env.find((e: Obj) => e.name === "SERVICES").value = "rooms,presence"), /SERVICES must name exactly one service/],
-      ["a Secret key that does not exist", d => (find(d, "Deployment", "gateway").spec.template.spec.containers[0].env.find((e: Obj) => e.name === "JWT_SECRET").valueFrom.secretKeyRef.key = "JWT"), /missing Secret key pf2-secrets\/JWT/],
+      ["a Secret key that does not exist", d => (find(d, "Deployment", "audit").spec.template.spec.containers[0].env.find((e: Obj) => e.name === "DATABASE_URL").valueFrom.secretKeyRef.key = "DB"), /missing Secret key pf2-secrets\/DB/],
+      ["a Secret that does not exist", d => (find(d, "Deployment", "gateway").spec.template.spec.containers[0].env.find((e: Obj) => e.name === "JWT_SECRET").valueFrom.secretKeyRef.name = "jwt"), /missing Secret key jwt\/JWT_SECRET/],
+      ["an optional Secret that is not documented", d => (find(d, "Deployment", "rooms").spec.template.spec.containers[0].envFrom[1].secretRef.name = "env"), /Secret env does not exist/],
       ["a ConfigMap that does not exist", d => (find(d, "Deployment", "presence").spec.template.spec.containers[0].envFrom[0].configMapRef.name = "config"), /ConfigMap config does not exist/],
       ["a ConfigMap without TRANSPORTER", d => delete find(d, "ConfigMap", "pf2-config").data.TRANSPORTER, /TRANSPORTER must come from the shared ConfigMap/],
       ["a sticky gateway Service", d => (find(d, "Service", "gateway").spec.sessionAffinity = "ClientIP"), /must not use sessionAffinity/],
