@@ -146,7 +146,9 @@ describe("npm run cluster (scripts/cluster.js)", () => {
     for (const s of sockets.splice(0)) s.close();
 
     run.child.kill("SIGTERM");
-    const exit = await Promise.race([run.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`cluster did not stop:\n${run.output()}`)), 45_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`cluster did not stop:\n${run.output()}`)), 45_000)));
+    const exit = await Promise.race([run.exited, timeout]).finally(() => clearTimeout(timer));
     expect(exit).toEqual({ code: 0, signal: null });
     for (const { name, pid } of nodes) expect({ name, alive: alive(pid) }).toEqual({ name, alive: false });
     for (const name of ["gateway-1", "gateway-2", "services-1"]) expect(run.output()).toContain(`[cluster] ${name} exited (code 0)`);

@@ -55,13 +55,14 @@ describe("node health probes (HEALTH_PORT)", () => {
     const gate = new Promise<void>(resolve => (release = resolve));
     broker.createService({ name: "slow-start", started: () => gate });
     const starting = broker.start();
-    await eventually(() => health.address() !== null, 5000, "health server listening");
-
-    expect((await probe(health, "/health/live")).status).toBe(200);
-    expect(await probe(health, "/health/ready")).toEqual({ status: 503, body: expect.objectContaining({ status: "not_ready" }) });
-
-    release();
-    await starting;
+    try {
+      await eventually(() => health.address() !== null, 5000, "health server listening");
+      expect((await probe(health, "/health/live")).status).toBe(200);
+      expect(await probe(health, "/health/ready")).toEqual({ status: 503, body: expect.objectContaining({ status: "not_ready" }) });
+    } finally {
+      release();
+      await starting;
+    }
     expect((await probe(health, "/health/ready")).status).toBe(200);
   });
 
@@ -76,11 +77,13 @@ describe("node health probes (HEALTH_PORT)", () => {
     expect((await probe(health, "/health/ready")).status).toBe(200);
 
     const stopping = broker.stop();
-    await eventually(async () => (await probe(health, "/health/ready")).status === 503, 5000, "not ready while stopping");
-    expect((await probe(health, "/health/live")).status).toBe(200);
-
-    release();
-    await stopping;
+    try {
+      await eventually(async () => (await probe(health, "/health/ready")).status === 503, 5000, "not ready while stopping");
+      expect((await probe(health, "/health/live")).status).toBe(200);
+    } finally {
+      release();
+      await stopping;
+    }
     expect(health.address()).toBeNull();
     await expect(fetch(`http://127.0.0.1:${port}/health/live`)).rejects.toThrow();
   });
