@@ -2,6 +2,7 @@ import path from "node:path";
 import type { BrokerOptions } from "moleculer";
 import { channelMiddlewares } from "./lib/channels";
 import { loadConfig } from "./lib/config";
+import { NodeHealthMiddleware } from "./lib/node-health";
 
 /**
  * Broker options from the environment, following the Moleculer runner's convention:
@@ -16,6 +17,7 @@ if (!env.SERVICEDIR) env.SERVICEDIR = path.join(__dirname, "services");
 
 /** Broker options shared by the runner, tests and benchmarks. */
 export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOptions {
+  const config = loadConfig(env);
   const transporter = env.TRANSPORTER && env.TRANSPORTER.trim() !== "" ? env.TRANSPORTER : null;
   return {
     namespace: env.NAMESPACE ?? "",
@@ -46,8 +48,12 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
     tracking: { enabled: true, shutdownTimeout: 10_000 },
     metrics: { enabled: env.METRICS === "true" },
     tracing: { enabled: env.TRACING === "true" },
-    // One adapter per broker: each call builds new middlewares.
-    middlewares: channelMiddlewares(loadConfig(env)),
+    // One adapter per broker: each call builds new middlewares. HEALTH_PORT adds the probe server
+    // of nodes without the gateway (lib/node-health.ts).
+    middlewares: [
+      ...channelMiddlewares(config),
+      ...(config.healthPort !== undefined ? [NodeHealthMiddleware({ port: config.healthPort, host: config.wsHost })] : [])
+    ],
     ...overrides
   };
 }

@@ -85,6 +85,11 @@ export interface Config {
   reconciliationOperationRetentionMs: number;
   /** RECONCILIATION_MAX_REQUEST_BYTES: largest reconcile request body over REST. */
   reconciliationMaxRequestBytes: number;
+  /**
+   * HEALTH_PORT: serve `/health/live` and `/health/ready` on this port (on WS_HOST) from any node,
+   * for orchestrator probes of nodes without the gateway (lib/node-health.ts); unset = no server.
+   */
+  healthPort: number | undefined;
 }
 
 type Env = Record<string, string | undefined>;
@@ -195,10 +200,14 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     reconciliationSnapshotLimit: intFrom(env, "RECONCILIATION_SNAPSHOT_LIMIT", 1000, 1),
     reconciliationOperationRetentionMs: intFrom(env, "RECONCILIATION_OPERATION_RETENTION", 7 * 24 * 60 * 60 * 1000, 1000),
     reconciliationMaxRequestBytes: intFrom(env, "RECONCILIATION_MAX_REQUEST_BYTES", 16 * 1024 * 1024, 1024),
+    healthPort: stringFrom(env, "HEALTH_PORT") === undefined ? undefined : intFrom(env, "HEALTH_PORT", 0, 0),
     ...overrides
   };
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {
     throw new Error(`REDIS_URL must be a redis:// or rediss:// URL, got "${config.redisUrl}"`);
+  }
+  if (config.healthPort !== undefined && config.healthPort > 65535) {
+    throw new Error(`Configuration HEALTH_PORT must be a TCP port (0-65535), got "${config.healthPort}"`);
   }
   if (config.databaseUrl && !/^postgres(ql)?:\/\//.test(config.databaseUrl)) {
     throw new Error(`DATABASE_URL must be a postgres:// or postgresql:// URL, got "${config.databaseUrl}"`);
