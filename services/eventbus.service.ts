@@ -29,6 +29,7 @@ interface EventBusThis extends Service {
   recentAppends: number[];
   store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
   viewerOf(tenantId: string, userId: string): Promise<Viewer>;
+  longPoll(tenantId: string, userId: string, after: string | undefined, limit: number, wait: number, eventTypes?: string[]): Promise<ReadResult>;
   toChannel(event: StoredEvent): Promise<void>;
   channelStats(): Promise<Record<string, unknown>>;
 }
@@ -69,6 +70,7 @@ interface PublishParams {
 }
 
 const POLL_MAX_LIMIT = 1000;
+const eventTypesSchema = { type: "array", items: { type: "string", min: 1, max: 128 }, max: 100, optional: true } as const;
 const DEAD_LETTERS_MAX_LIMIT = 1000;
 const REDRIVE_MAX = 10_000;
 /** /health asks `stats` with a 1 s timeout; the channel figures must not make it miss that. */
@@ -155,11 +157,32 @@ export function createEventBusService(config: Config): ServiceSchema {
           userId: identifier,
           rooms: { type: "array", items: "string", max: 10000, optional: true },
           after: { type: "string", max: 200, optional: true },
-          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true }
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true },
+          eventTypes: eventTypesSchema
         },
-        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; rooms?: string[]; after?: string; limit?: number }>): Promise<ReadResult> {
-          const { tenantId, userId, rooms, after, limit } = ctx.params;
-          return readVisible((a, l) => this.log.read(tenantId, a, l), after, limit ?? 100, { userId, rooms: new Set(rooms ?? []) });
+        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; rooms?: string[]; after?: string; limit?: number; eventTypes?: string[] }>): Promise<ReadResult> {
+          const { tenantId, userId, rooms, after, limit, eventTypes } = ctx.params;
+          return readVisible((a, l) => this.log.read(tenantId, a, l), after, limit ?? 100, { userId, rooms: new Set(rooms ?? []), ...(eventTypes ? { eventTypes: new Set(eventTypes) } : {}) });
+        }
+      },
+
+      /**
+       * The long poll behind every polling transport, without a rate limit of its own (callers apply
+       * theirs): what `userId` may see after `lastEventId`, waiting up to `wait` s for something.
+       */
+      pollFor: {
+        visibility: "public",
+        params: {
+          tenantId: identifier,
+          userId: identifier,
+          lastEventId: { type: "string", max: 200, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true },
+          wait: { type: "number", min: 0, max: POLL_MAX_WAIT_SECONDS, optional: true },
+          eventTypes: eventTypesSchema
+        },
+        handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; lastEventId?: string; limit?: number; wait?: number; eventTypes?: string[] }>) {
+          const { tenantId, userId, lastEventId, limit = 100, wait = 0, eventTypes } = ctx.params;
+          return this.longPoll(tenantId, userId, lastEventId || undefined, limit, wait, eventTypes);
         }
       },
 
@@ -177,22 +200,7 @@ export function createEventBusService(config: Config): ServiceSchema {
           if (!caller) throw invalidRequest("poll is made on behalf of a user");
           const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, Date.now());
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
-          const viewer = await this.viewerOf(tenantId, caller.userId);
-          const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), lastEventId || undefined, limit, viewer);
-          let result = await read();
-          const deadline = Date.now() + wait * 1000;
-          while (!result.lost && result.events.length === 0 && Date.now() < deadline) {
-            await new Promise<void>(resolve => {
-              const done = () => {
-                clearTimeout(timer);
-                this.appended.off(tenantId, done);
-                resolve();
-              };
-              const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
-              this.appended.on(tenantId, done);
-            });
-            result = await read();
-          }
+          const result = await this.longPoll(tenantId, caller.userId, lastEventId || undefined, limit, wait);
           return {
             events: result.events,
             hasMore: result.hasMore,
@@ -313,6 +321,27 @@ export function createEventBusService(config: Config): ServiceSchema {
         } finally {
           clearTimeout(timer);
         }
+      },
+
+      async longPoll(this: EventBusThis, tenantId: string, userId: string, after: string | undefined, limit: number, wait: number, eventTypes?: string[]): Promise<ReadResult> {
+        const viewer = await this.viewerOf(tenantId, userId);
+        if (eventTypes) viewer.eventTypes = new Set(eventTypes);
+        const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), after, limit, viewer);
+        let result = await read();
+        const deadline = Date.now() + wait * 1000;
+        while (!result.lost && result.events.length === 0 && Date.now() < deadline) {
+          await new Promise<void>(resolve => {
+            const done = () => {
+              clearTimeout(timer);
+              this.appended.off(tenantId, done);
+              resolve();
+            };
+            const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
+            this.appended.on(tenantId, done);
+          });
+          result = await read();
+        }
+        return result;
       },
 
       async viewerOf(this: EventBusThis, tenantId: string, userId: string): Promise<Viewer> {
