@@ -27,6 +27,9 @@ import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
 import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
+import { RawWsAdapter, WS_RELAY_EVENT, type WsRelay } from "../protocols/ws/ws-adapter";
+import { Seed002Polling, seed002PollActions, seed002PollRoute } from "../protocols/ws/ws-poll";
+import type { Server as HttpServer } from "node:http";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -57,6 +60,11 @@ interface GatewayThis extends Service, GatewayHost {
   registerConnection(state: ConnectionState): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+  /** moleculer-web's HTTP server (REST, Socket.IO and the seed 002 raw WebSocket share it). */
+  server: HttpServer;
+  /** Seed 002: the raw WebSocket at WS_RAW_PATH and its HTTP polling fallback. */
+  rawWs: RawWsAdapter;
+  rawPolling: Seed002Polling;
 }
 
 const MINUTE_MS = 60_000;
@@ -129,7 +137,9 @@ export function createGatewayService(config: Config): ServiceSchema {
             "POST /conversations/:conversationId/members": "conversations.addMembers",
             "POST /conversations/:conversationId/members/remove": "conversations.removeMembers"
           }
-        }
+        },
+        // Seed 002 HTTP polling fallback (protocols/ws/ws-poll.ts): JWT only, seed error shape.
+        seed002PollRoute()
       ],
 
       onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
@@ -147,6 +157,8 @@ export function createGatewayService(config: Config): ServiceSchema {
           maxHttpBufferSize: Math.max(1024 * 1024, config.wsMaxPayloadBytes * 4),
           connectTimeout: 10_000,
           adapter: HoldingAdapter,
+          // Upgrades for other paths (the seed 002 raw WebSocket) are not engine.io's to end.
+          destroyUpgrade: false,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
         namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} } }
@@ -159,6 +171,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       call: false,
       broadcast: false,
       getClients: false,
+
+      // Seed 002 polling: realtimePoll, realtimeMissed.
+      ...seed002PollActions(),
 
       /**
        * Push an event to clients from inside the cluster (event bus, other services, operators):
@@ -255,7 +270,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       /** `GET /health/ready`: accepting new connections (not shutting down, below WS_MAX_CONNECTIONS). */
       ready: {
         handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
-          const active = this.pf2().sockets.size;
+          const active = this.pf2().sockets.size + this.rawWs.size;
           const ready = this.accepting && active < this.config.wsMaxConnections;
           if (!ready) ctx.meta.$statusCode = 503;
           return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
@@ -282,6 +297,12 @@ export function createGatewayService(config: Config): ServiceSchema {
       [MEMBERS_REMOVED_EVENT]: {
         handler(this: GatewayThis, ctx: Context<MembersRemovedNotice>) {
           this.eachSink(sink => sink.membersRemoved?.(ctx.params));
+        }
+      },
+      /** Seed 002 class A relays (typing) for this node's raw WebSocket connections. */
+      [WS_RELAY_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<WsRelay>) {
+          this.rawWs?.relayLocal(ctx.params);
         }
       }
     },
@@ -457,7 +478,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         if (log) return readVisible((a, l) => log.read(tenantId, a, l), after, limit, viewer);
         return this.broker.call<ReadResult, object>(
           "eventbus.read",
-          { tenantId, userId: viewer.userId, rooms: [...viewer.rooms], ...(after !== undefined ? { after } : {}), limit },
+          { tenantId, userId: viewer.userId, rooms: [...viewer.rooms], ...(after !== undefined ? { after } : {}), limit, ...(viewer.eventTypes ? { eventTypes: [...viewer.eventTypes] } : {}) },
           { timeout: 10_000, retries: 0 }
         );
       },
@@ -498,9 +519,9 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Refreshes presence of every local connection; re-registers those the store lost. */
       async heartbeatConnections(this: GatewayThis) {
-        const sockets = [...this.pf2().sockets.values()];
-        for (let start = 0; start < sockets.length; start += HEARTBEAT_CHUNK) {
-          const chunk = sockets.slice(start, start + HEARTBEAT_CHUNK).map(stateOf);
+        const states = [...[...this.pf2().sockets.values()].map(stateOf), ...this.rawWs.states()];
+        for (let start = 0; start < states.length; start += HEARTBEAT_CHUNK) {
+          const chunk = states.slice(start, start + HEARTBEAT_CHUNK);
           const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
           const { unknown } = await this.broker.call<{ unknown: typeof refs }, { connections: typeof refs }>(
             "presence.heartbeat",
@@ -557,7 +578,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async healthReport(this: GatewayThis) {
         const now = new Date().toISOString();
-        const active = this.io ? this.pf2().sockets.size : 0;
+        const active = this.io ? this.pf2().sockets.size + this.rawWs.size : 0;
         const services: Record<string, Record<string, unknown>> = {
           websocket: {
             status: this.accepting ? "healthy" : "unhealthy",
@@ -606,7 +627,9 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
-      this.pushSinks = [pf2Sink(() => this.pf2())];
+      this.rawWs = new RawWsAdapter(this);
+      this.rawPolling = new Seed002Polling(this);
+      this.pushSinks = [pf2Sink(() => this.pf2()), this.rawWs.sink()];
     },
 
     async started(this: GatewayThis) {
@@ -624,11 +647,14 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.heartbeatConnections().catch((err: Error) => this.logger.warn("Presence heartbeat failed", { error: err.message }));
       }, everyMs);
       this.heartbeatTimer.unref();
+      this.rawWs.attach(this.server);
     },
 
     async stopped(this: GatewayThis) {
       this.accepting = false;
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      await this.rawWs.close();
+      await this.rawPolling.close();
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
       await this.eventLog?.close();
