@@ -90,7 +90,12 @@ export async function wsConnect(baseUrl: string, token: string | undefined, quer
     close() {
       if (ws.readyState === WebSocket.CLOSED) return Promise.resolve();
       return new Promise<void>(resolve => {
-        ws.once("close", () => resolve());
+        // A client that stopped reading (tests of dead connections) never completes the handshake.
+        const timer = setTimeout(() => ws.terminate(), 1000);
+        ws.once("close", () => {
+          clearTimeout(timer);
+          resolve();
+        });
         ws.close();
       });
     }
