@@ -82,6 +82,15 @@ describe("seed 002 raw WebSocket /ws", () => {
       expect(await closed).toBe(1008);
     });
 
+    it("says `disconnect {reason: server_shutdown}` and closes with 1001 when the node stops", async () => {
+      const other = await startNode();
+      const a = await wsConnect(other.url, tokenFor("acme", "ann"));
+      const closed = new Promise<number>(resolve => a.ws.once("close", (code: number) => resolve(code)));
+      await other.stop();
+      expect(await closed).toBe(1001);
+      expect(a.ofType("disconnect").map(f => f.payload)).toEqual([{ reason: "server_shutdown" }]);
+    });
+
     it("keeps Socket.IO working on the same port and refuses unknown upgrade paths", async () => {
       const { socket, connected } = await connect(node.url, tokenFor("acme", "ann"));
       expect(connected.connectionId).toEqual(expect.any(String));
