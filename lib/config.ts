@@ -53,6 +53,16 @@ export interface Config {
   databaseUrl: string | undefined;
   /** DATA_DIR: where embedded-default stores keep files across restarts (audit log). */
   dataDir: string;
+  /** SOCKET_MAX_PAYLOAD_BYTES (seed 003): largest inbound event on `/ws/app`; larger ones get `error` and are dropped. */
+  socketMaxPayloadBytes: number;
+  /** JWT_CLOCK_SKEW_SECONDS: tolerance applied to a token's `exp` and `nbf` (clocks of issuer and server differ). */
+  jwtClockSkewSeconds: number;
+  /** JWT_ISSUER: when set, a token's `iss` must be one of these (comma list). */
+  jwtIssuer: string[] | undefined;
+  /** JWT_AUDIENCE: when set, a token's `aud` must contain one of these (comma list). */
+  jwtAudience: string[] | undefined;
+  /** API_RATE_LIMIT: requests one user may make to `/api/*` per minute (all routes together). */
+  apiRateLimit: number;
   /** WS_RAW_PATH: path of the seed 002 raw WebSocket endpoint on the same HTTP server. */
   wsRawPath: string;
   /** MAX_CONNECTIONS (seed 002): raw WebSocket connections one user may hold, across the cluster. */
@@ -90,6 +100,14 @@ function nameFrom(env: Env, name: string, fallback: string): string {
   return raw;
 }
 
+/** A comma list of non-empty values; unset or blank = undefined. */
+function listFrom(env: Env, name: string): string[] | undefined {
+  const raw = stringFrom(env, name);
+  if (raw === undefined) return undefined;
+  const values = raw.split(",").map(v => v.trim()).filter(v => v.length > 0);
+  return values.length > 0 ? values : undefined;
+}
+
 /** A PEM key may be given inline with literal "\n" escapes (common in .env files and k8s secrets). */
 function pemFrom(env: Env, name: string): string | undefined {
   const raw = stringFrom(env, name);
@@ -124,6 +142,11 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
     databaseUrl: stringFrom(env, "DATABASE_URL"),
     dataDir: stringFrom(env, "DATA_DIR") ?? "./data",
+    socketMaxPayloadBytes: intFrom(env, "SOCKET_MAX_PAYLOAD_BYTES", 5 * 1024, 1),
+    jwtClockSkewSeconds: intFrom(env, "JWT_CLOCK_SKEW_SECONDS", 30, 0),
+    jwtIssuer: listFrom(env, "JWT_ISSUER"),
+    jwtAudience: listFrom(env, "JWT_AUDIENCE"),
+    apiRateLimit: intFrom(env, "API_RATE_LIMIT", 600, 1),
     wsRawPath: stringFrom(env, "WS_RAW_PATH") ?? "/ws",
     maxConnectionsPerUser: intFrom(env, "MAX_CONNECTIONS", 10, 1),
     wsRawRateLimit: intFrom(env, "WS_RAW_RATE_LIMIT", 100, 1),

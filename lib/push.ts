@@ -1,4 +1,4 @@
-import type { Presence } from "../stores/presence/presence-store";
+import type { ConnectionInfo, Presence } from "../stores/presence/presence-store";
 import type { StoredEvent } from "../stores/event-log";
 
 /**
@@ -29,6 +29,11 @@ export interface PresenceNotice {
   /** What happened: the user's visible presence may or may not have changed (`changed`). */
   reason: "connect" | "disconnect" | "heartbeat" | "status" | "expired" | "node_left";
   changed: boolean;
+  /**
+   * The user's live connections on every node and protocol when the notice was sent (empty when
+   * offline); absent only when the presence store could not be read.
+   */
+  devices?: ConnectionInfo[];
 }
 
 export interface MembersRemovedNotice {
@@ -37,12 +42,25 @@ export interface MembersRemovedNotice {
   userIds: string[];
 }
 
+/**
+ * An operator's disconnect (`gateway.systemDisconnect`): every socket of the user, or one
+ * connection, is told why and closed. Exactly one of `userId` and `connectionId` is set.
+ */
+export interface DisconnectNotice {
+  tenantId: string;
+  userId?: string;
+  connectionId?: string;
+  reason: string;
+}
+
 /** One protocol adapter's view of server→client traffic. Methods must not throw. */
 export interface PushSink {
   readonly name: string;
   push(notice: PushNotice): void;
   presence?(notice: PresenceNotice): void;
   membersRemoved?(notice: MembersRemovedNotice): void;
+  /** Tells the matching local connections why and closes them; returns how many it closed. */
+  disconnect?(notice: DisconnectNotice): number;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { LoggerInstance } from "moleculer";
 import type { Socket } from "socket.io";
-import type { Principal } from "../lib/auth";
+import type { Principal, TokenVerifier } from "../lib/auth";
 import type { Config } from "../lib/config";
 import type { Delivery } from "../lib/delivery";
 import type { RateLimitResult } from "../stores/rate-limit";
@@ -24,6 +24,25 @@ export interface ConnectionState {
   resumeFrom?: string;
   /** Handshake `auth.rooms`: rooms to rejoin before the replay, so their missed traffic is included. */
   resumeRooms?: string[];
+  /** The client's `User-Agent` and address at the handshake, for per-device presence. */
+  userAgent?: string;
+  ip?: string;
+}
+
+/** Longest `User-Agent` kept for presence; longer ones are cut. */
+const MAX_USER_AGENT = 512;
+
+/**
+ * The device fields of a connection from its handshake. The address is the TCP peer's: a
+ * `X-Forwarded-For` header is not trusted, since any client can send one.
+ */
+export function deviceOf(socket: Socket): Pick<ConnectionState, "userAgent" | "ip"> {
+  const device: Pick<ConnectionState, "userAgent" | "ip"> = {};
+  const userAgent = socket.handshake.headers["user-agent"];
+  if (typeof userAgent === "string" && userAgent.length > 0) device.userAgent = userAgent.slice(0, MAX_USER_AGENT);
+  const ip = socket.handshake.address;
+  if (typeof ip === "string" && ip.length > 0 && ip.length <= 64) device.ip = ip;
+  return device;
 }
 
 /** Traffic buckets counted per connection and minute. */
@@ -52,6 +71,15 @@ export interface GatewayHost {
   addPushSink(sink: PushSink): void;
   /** Reports a refused cross-tenant attempt. */
   reportTenantViolation(state: ConnectionState, requestedTenantId: unknown, event: string): void;
+  /** False once the node is shutting down: handshakes are refused. */
+  accepting: boolean;
+  verifier: TokenVerifier;
+  /** Socket.IO connections this node holds, every protocol counted (against WS_MAX_CONNECTIONS). */
+  connectionCount(): number;
+  /** Registers an accepted connection with presence (with its device info); never throws. */
+  registerConnection(state: ConnectionState): Promise<void>;
+  /** Clean-up after a connection closed: presence, rooms, rate-limit counters, expiry timer. */
+  releaseConnection(socket: Socket): Promise<void>;
   logger: LoggerInstance;
 }
 

@@ -6,12 +6,14 @@ import { channelSender, eventBusChannelsOf } from "../lib/channels";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
 import { PUSH_EVENT, type PushNotice } from "../lib/push";
-import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError } from "../lib/errors";
+import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError, tenantViolation, toClientError } from "../lib/errors";
+import type { AppendOutcome } from "../lib/append-batcher";
 import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
-import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
+import { appliedRateLimit } from "../stores/rate-limit/rate-limit-store";
 import { asServiceSchema } from "../types/service-schema";
 
 /**
@@ -108,8 +110,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           const caller = ctx.meta.auth;
           if (caller && caller.role !== "service") throw authzFailed("Publishing needs a token with role 'service'");
           const { tenantId } = ctx.params;
-          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, now);
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.eventBusPublishRateLimit, windowMs: 1000 });
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.eventBusPublishRateLimit, 1000, now);
           const audience = audienceOf(ctx.params.audience);
           const event: BusEvent = {
             eventId: ctx.params.eventId ?? randomUUID(),
@@ -146,6 +150,35 @@ export function createEventBusService(config: Config): ServiceSchema {
         async handler(this: EventBusThis, ctx: Context<{ tenantId: string; event: BusEvent }>) {
           if (ctx.params.event.tenantId !== ctx.params.tenantId) throw invalidRequest("event.tenantId must be the tenant");
           return this.store(ctx.params.tenantId, ctx.params.event);
+        }
+      },
+
+      /**
+       * Appends a gateway's batch of already-formed events (one request per event-loop turn of the
+       * gateway instead of one per message; lib/append-batcher.ts). Appends in order and answers
+       * per event, so one refused event does not fail the others.
+       */
+      appendMany: {
+        visibility: "public",
+        params: { events: { type: "array", min: 1, max: 1000, items: { type: "object", props: { tenantId: identifier }, strict: false } } },
+        async handler(this: EventBusThis, ctx: Context<{ events: BusEvent[] }, CallerMeta>): Promise<AppendOutcome[]> {
+          // Gateways call it without a principal; anyone holding one stays inside their tenant.
+          const caller = ctx.meta.auth;
+          const foreign = caller ? ctx.params.events.find(event => event.tenantId !== caller.tenantId) : undefined;
+          if (caller && foreign) {
+            reportTenantViolation(this.broker, this.logger, { tenantId: caller.tenantId, userId: caller.userId, requestedTenantId: foreign.tenantId, action: "eventbus.appendMany" });
+            throw tenantViolation({ action: "eventbus.appendMany" });
+          }
+          const outcomes: AppendOutcome[] = [];
+          for (const event of ctx.params.events) {
+            try {
+              outcomes.push(await this.store(event.tenantId, event));
+            } catch (err) {
+              const { body } = toClientError(err);
+              outcomes.push({ error: { message: body.error, code: body.code } });
+            }
+          }
+          return outcomes;
         }
       },
 
@@ -198,8 +231,10 @@ export function createEventBusService(config: Config): ServiceSchema {
           const { tenantId, lastEventId, limit = 100, wait = 0 } = ctx.params;
           const caller = ctx.meta.auth;
           if (!caller) throw invalidRequest("poll is made on behalf of a user");
-          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, now);
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.pollRateLimit, 60_000, now);
           const result = await this.longPoll(tenantId, caller.userId, lastEventId || undefined, limit, wait);
           return {
             events: result.events,

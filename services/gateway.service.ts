@@ -16,6 +16,7 @@ import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
+import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
@@ -27,6 +28,14 @@ import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
 import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
+import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
+import { broadcastToRemote } from "../lib/remote-broadcast";
+// --- seed 003 `/ws/app` (protocols/app) and operator disconnects ---
+import { APP_NAMESPACE, appNamespace, authorizeAppSocket, onAppConnection } from "../protocols/app/app-adapter";
+import { appSink } from "../protocols/app/app-sink";
+import { deviceOf } from "../protocols/connection";
+import { checkDisconnect, systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
+import type { DisconnectNotice } from "../lib/push";
 import { RawWsAdapter, WS_RELAY_EVENT, type WsRelay } from "../protocols/ws/ws-adapter";
 import { Seed002Polling, seed002PollActions, seed002PollRoute } from "../protocols/ws/ws-poll";
 import type { Server as HttpServer } from "node:http";
@@ -48,12 +57,19 @@ interface GatewayThis extends Service, GatewayHost {
   /** The tenant logs, read and appended directly when they live in Redis (no hop per message). */
   eventLog?: EventLog;
   heartbeatTimer?: NodeJS.Timeout;
+  /** Appends to a remote event bus, one request per event-loop turn (lib/append-batcher.ts). */
+  appendBatcher: AppendBatcher;
+  /** The event bus service of this process, if it runs one (null once looked up and absent). */
+  localBus?: LocalEventBus | null;
+  localEventBus(): LocalEventBus | undefined;
   /** The protocol adapters rendering logged events, presence and membership changes (lib/push.ts). */
   pushSinks: PushSink[];
   eachSink(call: (sink: PushSink) => void): void;
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
   pf2(): Namespace;
+  /** The seed 003 namespace `/ws/app`. */
+  app(): Namespace;
   onPf2Connection(socket: Socket): Promise<void>;
   onPf2Disconnect(socket: Socket): Promise<void>;
   heartbeatConnections(): Promise<void>;
@@ -65,6 +81,12 @@ interface GatewayThis extends Service, GatewayHost {
   /** Seed 002: the raw WebSocket at WS_RAW_PATH and its HTTP polling fallback. */
   rawWs: RawWsAdapter;
   rawPolling: Seed002Polling;
+  consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
+}
+
+/** The part of a co-located event bus service the gateway calls directly. */
+interface LocalEventBus {
+  store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
 }
 
 const MINUTE_MS = 60_000;
@@ -99,7 +121,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       logResponse: "debug",
       logRequestParams: null,
       logResponseData: null,
-      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "OPTIONS"] } } : {}),
+      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "PATCH", "OPTIONS"] } } : {}),
 
       routes: [
         {
@@ -117,6 +139,13 @@ export function createGatewayService(config: Config): ServiceSchema {
           authorization: true,
           mappingPolicy: "restrict",
           bodyParsers: { json: { strict: true, limit: "256kb" } },
+          // API_RATE_LIMIT per user and X-RateLimit-* headers on every /api response (protocols/rest-rate-limit.ts).
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
           // Long polls wait up to 30 s; everything else answers well within the broker's timeout.
           callOptions: { timeout: 35_000 },
           aliases: {
@@ -135,14 +164,19 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /conversations/:conversationId": "conversations.get",
             "DELETE /conversations/:conversationId": "conversations.delete",
             "POST /conversations/:conversationId/members": "conversations.addMembers",
-            "POST /conversations/:conversationId/members/remove": "conversations.removeMembers"
+            "POST /conversations/:conversationId/members/remove": "conversations.removeMembers",
+            // Private rooms (issue #5): settings by room admins, read by those admitted.
+            "POST /rooms": "rooms.create",
+            "GET /rooms/:roomId": "rooms.get",
+            "PATCH /rooms/:roomId": "rooms.update"
           }
         },
         // Seed 002 HTTP polling fallback (protocols/ws/ws-poll.ts): JWT only, seed error shape.
         seed002PollRoute()
       ],
 
-      onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+      async onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+        await countRefusedRequest(this, req, res);
         const status = sendRestError(res, err);
         if (status >= 500) this.logger.error("REST request failed", { url: req.url, error: (err as Error)?.message });
       },
@@ -161,7 +195,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           destroyUpgrade: false,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
-        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} } }
+        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} }, [APP_NAMESPACE]: appNamespace() }
       }
     },
 
@@ -171,6 +205,11 @@ export function createGatewayService(config: Config): ServiceSchema {
       call: false,
       broadcast: false,
       getClients: false,
+      // moleculer-web's route management and alias listing: nothing uses them, and a published
+      // action without a tenant is one more surface (tenant-guard test allow-list).
+      listAliases: false,
+      addRoute: false,
+      removeRoute: false,
 
       // Seed 002 polling: realtimePoll, realtimeMissed.
       ...seed002PollActions(),
@@ -235,10 +274,11 @@ export function createGatewayService(config: Config): ServiceSchema {
         params: { tenantId: { type: "string", optional: true } },
         handler(this: GatewayThis, ctx: Context<{ tenantId?: string }>) {
           const list = [];
-          for (const socket of this.pf2().sockets.values()) {
+          for (const socket of [...this.pf2().sockets.values(), ...this.app().sockets.values()]) {
             const state = stateOf(socket);
             if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
             list.push({
+              namespace: socket.nsp.name,
               connectionId: state.connectionId,
               clientId: state.clientId,
               tenantId: state.tenantId,
@@ -248,6 +288,33 @@ export function createGatewayService(config: Config): ServiceSchema {
             });
           }
           return { nodeID: this.broker.nodeID, count: list.length, connections: list };
+        }
+      },
+
+      /**
+       * Operator disconnect (seed 003 `system:disconnect`): every socket of a user, or one
+       * connection, on every gateway node gets `system:disconnect {reason}` and is closed; audited.
+       * REPL: `call gateway.systemDisconnect --tenantId t1 --userId u1 --reason "maintenance"`.
+       */
+      systemDisconnect: {
+        visibility: "public",
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<SystemDisconnectParams, CallerMeta>) {
+          return systemDisconnect(this.broker, this.logger, ctx);
+        }
+      },
+
+      /** This node's share of `systemDisconnect` (called per node with `nodeID`). */
+      disconnectLocal: {
+        visibility: "public",
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<DisconnectNotice, CallerMeta>) {
+          checkDisconnect(ctx);
+          let disconnected = 0;
+          this.eachSink(sink => {
+            disconnected += sink.disconnect?.(ctx.params) ?? 0;
+          });
+          return { nodeID: this.broker.nodeID, disconnected };
         }
       },
 
@@ -270,7 +337,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       /** `GET /health/ready`: accepting new connections (not shutting down, below WS_MAX_CONNECTIONS). */
       ready: {
         handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
-          const active = this.pf2().sockets.size + this.rawWs.size;
+          const active = this.connectionCount();
           const ready = this.accepting && active < this.config.wsMaxConnections;
           if (!ready) ctx.meta.$statusCode = 503;
           return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
@@ -312,6 +379,18 @@ export function createGatewayService(config: Config): ServiceSchema {
         return this.io.of("/");
       },
 
+      app(this: GatewayThis) {
+        return this.io.of(APP_NAMESPACE);
+      },
+
+      connectionCount(this: GatewayThis) {
+        return this.pf2().sockets.size + this.app().sockets.size + (this.rawWs?.size ?? 0);
+      },
+
+      releaseConnection(this: GatewayThis, socket: Socket) {
+        return this.onPf2Disconnect(socket);
+      },
+
       addPushSink(this: GatewayThis, sink: PushSink) {
         this.pushSinks.push(sink);
       },
@@ -346,10 +425,12 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Socket.IO handshake (moleculer-io `authorization: true`). */
       async socketAuthorize(this: GatewayThis, socket: Socket) {
+        // Seed 003 has its own handshake errors (`{code: "socket_error:…", message}`).
+        if (socket.nsp.name === APP_NAMESPACE) return authorizeAppSocket(this, socket);
         if (!this.accepting) {
           throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
         }
-        if (this.pf2().sockets.size >= this.config.wsMaxConnections) {
+        if (this.connectionCount() >= this.config.wsMaxConnections) {
           throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
         }
         let principal: Principal;
@@ -386,6 +467,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           clientId: isIdentifier(requestedClientId) ? requestedClientId : randomUUID(),
           rooms: new Set(),
           connectedAt: Date.now(),
+          ...deviceOf(socket),
           ...(resumeFrom !== undefined ? { resumeFrom } : {}),
           ...(resumeRooms !== undefined ? { resumeRooms: [...new Set(resumeRooms as string[])] } : {})
         };
@@ -423,7 +505,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         let lastSent = state.resumeFrom;
         try {
           for (const roomId of state.resumeRooms ?? []) {
-            await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            try {
+              await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            } catch (err) {
+              // A room the user may no longer join (made private since) is left out of `rooms`.
+              if ((err as { type?: unknown }).type === ErrorCode.AUTHZ_FAILED) continue;
+              throw err;
+            }
             state.rooms.add(roomId);
             socket.join(roomChannel(state.tenantId, roomId));
           }
@@ -463,9 +551,17 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async appendEvent(this: GatewayThis, event: BusEvent): Promise<StoredEvent> {
+        // No request per message on this path: the log in Redis is written directly; an event bus
+        // of this process is called as a function; a remote one gets one request per batch.
         if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
-        const result = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
-        return result.event;
+        const local = this.localEventBus();
+        if (local) return (await local.store(event.tenantId, event)).event;
+        return this.appendBatcher.append(event);
+      },
+
+      localEventBus(this: GatewayThis) {
+        if (this.localBus === undefined) this.localBus = (this.broker.getLocalService("eventbus") as unknown as LocalEventBus | undefined) ?? null;
+        return this.localBus ?? undefined;
       },
 
       async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
@@ -487,7 +583,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         try {
           await this.broker.call(
             "presence.connect",
-            { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId, nodeId: this.broker.nodeID },
+            {
+              tenantId: state.tenantId,
+              userId: state.userId,
+              connectionId: state.connectionId,
+              nodeId: this.broker.nodeID,
+              device: { connectedAt: state.connectedAt, ...(state.userAgent !== undefined ? { userAgent: state.userAgent } : {}), ...(state.ip !== undefined ? { ip: state.ip } : {}) }
+            },
             { timeout: 5000, retries: 0 }
           );
         } catch (err) {
@@ -519,7 +621,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Refreshes presence of every local connection; re-registers those the store lost. */
       async heartbeatConnections(this: GatewayThis) {
-        const states = [...[...this.pf2().sockets.values()].map(stateOf), ...this.rawWs.states()];
+        const states = [...[...this.pf2().sockets.values(), ...this.app().sockets.values()].map(stateOf), ...this.rawWs.states()];
         for (let start = 0; start < states.length; start += HEARTBEAT_CHUNK) {
           const chunk = states.slice(start, start + HEARTBEAT_CHUNK);
           const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
@@ -540,24 +642,23 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async deliver(this: GatewayThis, delivery: Delivery) {
-        // Without a transporter this process is the only gateway: emit directly instead of paying
-        // for a Moleculer broadcast (context, event routing) on every message.
-        if (!this.broker.transit) {
-          emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
-          return;
-        }
-        await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
+        // This node's sockets directly; other gateways through one event packet each. A Moleculer
+        // broadcast would also route the local share through a context and dispatch per message.
+        emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+        if (this.broker.transit) await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
-        const key = `conn:${state.connectionId}:${bucket}`;
-        const limit = this.config.wsMessageRateLimit;
+        return this.consumeRate(state.tenantId, `conn:${state.connectionId}:${bucket}`, this.config.wsMessageRateLimit, MINUTE_MS);
+      },
+
+      async consumeRate(this: GatewayThis, tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult> {
         const now = Date.now();
         try {
-          return await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return await this.rateLimits.consume(tenantId, key, limit, windowMs, now);
         } catch (err) {
           this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
-          return this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
+          return this.fallbackRateLimits.consume(tenantId, key, limit, windowMs, now);
         }
       },
 
@@ -578,7 +679,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async healthReport(this: GatewayThis) {
         const now = new Date().toISOString();
-        const active = this.io ? this.pf2().sockets.size + this.rawWs.size : 0;
+        const active = this.io ? this.connectionCount() : 0;
         const services: Record<string, Record<string, unknown>> = {
           websocket: {
             status: this.accepting ? "healthy" : "unhealthy",
@@ -629,7 +730,10 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.accepting = true;
       this.rawWs = new RawWsAdapter(this);
       this.rawPolling = new Seed002Polling(this);
-      this.pushSinks = [pf2Sink(() => this.pf2()), this.rawWs.sink()];
+      this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app()), this.rawWs.sink()];
+      this.appendBatcher = new AppendBatcher(events =>
+        this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
+      );
     },
 
     async started(this: GatewayThis) {
@@ -637,6 +741,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (this.redis) await whenReady(this.redis, 2000);
       this.io.of(feed.namespace).on("connection", (socket: Socket) => {
         onFeedConnection(this, feed, socket).catch((err: Error) => this.logger.error("Feed connection set-up failed", { connectionId: socket.id, error: err.message }));
+      });
+      this.app().on("connection", (socket: Socket) => {
+        onAppConnection(this, socket).catch((err: Error) => this.logger.error("/ws/app connection set-up failed", { connectionId: socket.id, error: err.message }));
       });
       this.pf2().on("connection", (socket: Socket) => {
         this.onPf2Connection(socket).catch((err: Error) => this.logger.error("Connection set-up failed", { connectionId: socket.id, error: err.message }));
@@ -654,7 +761,6 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.accepting = false;
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       await this.rawWs.close();
-      await this.rawPolling.close();
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
       await this.eventLog?.close();

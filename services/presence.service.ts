@@ -5,7 +5,7 @@ import { DELIVERY_EVENT, type Delivery } from "../lib/delivery";
 import { PRESENCE_NOTICE_EVENT, type PresenceNotice } from "../lib/push";
 import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createPresenceStore, type PresenceStore } from "../stores/presence";
-import type { ConnectionRef, Presence, PresenceChange, PresenceStatus } from "../stores/presence/presence-store";
+import type { ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatus } from "../stores/presence/presence-store";
 
 /**
  * Who is online (seed 000 `presence_update`, class A). Gateways report connections and
@@ -17,6 +17,7 @@ interface PresenceThis extends Service {
   sweeper?: NodeJS.Timeout;
   publishChanges(changes: PresenceChange[], reason: PresenceNotice["reason"]): Promise<void>;
   notify(tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean): void;
+  sendNotice(tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean): Promise<void>;
 }
 
 const identifier = { type: "string", min: 1, max: 128 } as const;
@@ -35,13 +36,28 @@ export function createPresenceService(config: Config): ServiceSchema {
     mixins: [TenantScopeMixin()],
 
     actions: {
-      /** A gateway accepted a connection. */
+      /** A gateway accepted a connection; `device` is listed in per-device snapshots (seed 003). */
       connect: {
         visibility: "public",
-        params: { tenantId: identifier, userId: identifier, connectionId: identifier, nodeId: identifier },
-        async handler(this: PresenceThis, ctx: Context<{ tenantId: string; userId: string; connectionId: string; nodeId: string }>) {
-          const { tenantId, userId, connectionId, nodeId } = ctx.params;
-          const { changed, presence } = await this.store.connect(tenantId, userId, connectionId, nodeId, Date.now());
+        params: {
+          tenantId: identifier,
+          userId: identifier,
+          connectionId: identifier,
+          nodeId: identifier,
+          device: {
+            type: "object",
+            optional: true,
+            strict: "remove",
+            props: {
+              connectedAt: { type: "number", integer: true, min: 0, optional: true },
+              userAgent: { type: "string", max: 512, optional: true },
+              ip: { type: "string", max: 64, optional: true }
+            }
+          }
+        },
+        async handler(this: PresenceThis, ctx: Context<{ tenantId: string; userId: string; connectionId: string; nodeId: string; device?: DeviceInfo }>) {
+          const { tenantId, userId, connectionId, nodeId, device } = ctx.params;
+          const { changed, presence } = await this.store.connect(tenantId, userId, connectionId, nodeId, Date.now(), device);
           this.notify(tenantId, presence, "connect", changed);
           if (changed) await this.publishChanges([{ tenantId, presence }], "connect");
           return presence;
@@ -143,8 +159,22 @@ export function createPresenceService(config: Config): ServiceSchema {
     methods: {
       /** Tells every gateway (each protocol renders it its own way); best effort, like all of class A. */
       notify(this: PresenceThis, tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean) {
+        this.sendNotice(tenantId, presence, reason, changed).catch((err: Error) => this.logger.warn("Presence notice not sent", { tenantId, error: err.message }));
+      },
+
+      /** The notice carries the user's live devices on every node, for per-device snapshots. */
+      async sendNotice(this: PresenceThis, tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean) {
         const notice: PresenceNotice = { tenantId, presence, reason, changed };
-        this.broker.broadcast(PRESENCE_NOTICE_EVENT, notice, "gateway").catch((err: Error) => this.logger.warn("Presence notice not sent", { tenantId, error: err.message }));
+        if (presence.connections > 0) {
+          try {
+            notice.devices = await this.store.connections(tenantId, presence.userId);
+          } catch (err) {
+            this.logger.warn("Presence devices not read; the notice goes without them", { tenantId, error: (err as Error).message });
+          }
+        } else {
+          notice.devices = [];
+        }
+        await this.broker.broadcast(PRESENCE_NOTICE_EVENT, notice, "gateway");
       },
 
       async publishChanges(this: PresenceThis, changes: PresenceChange[], reason: PresenceNotice["reason"]) {

@@ -1,6 +1,7 @@
 import type { Namespace } from "socket.io";
 import { emitLocally, targetOfAudience } from "../../lib/delivery";
-import type { PushNotice, PushSink } from "../../lib/push";
+import type { DisconnectNotice, PushNotice, PushSink } from "../../lib/push";
+import { disconnectSockets } from "../system-disconnect";
 import { pf2EventOf } from "./pf2-adapter";
 
 /**
@@ -14,6 +15,9 @@ export function pf2Sink(nsp: () => Namespace): PushSink {
     push({ stored }: PushNotice) {
       const [event, payload] = pf2EventOf(stored);
       emitLocally(nsp(), { tenantId: stored.tenantId, target: targetOfAudience(stored.audience), event, payload });
+    },
+    disconnect(notice: DisconnectNotice) {
+      return disconnectSockets(nsp(), notice);
     }
   };
 }

@@ -3,14 +3,15 @@ import { STATUS_CODES, type IncomingMessage, type Server } from "node:http";
 import type { Duplex } from "node:stream";
 import type { ServiceBroker } from "moleculer";
 import { WebSocketServer, type RawData, type WebSocket } from "ws";
-import { bearerToken, isIdentifier, type Principal, type TokenVerifier } from "../../lib/auth";
+import { bearerToken, isIdentifier, type Principal } from "../../lib/auth";
 import { tenantKey, userChannel } from "../../lib/keys";
-import type { MembersRemovedNotice, PresenceNotice, PushNotice, PushSink } from "../../lib/push";
+import type { DisconnectNotice, MembersRemovedNotice, PresenceNotice, PushNotice, PushSink } from "../../lib/push";
+import { broadcastToRemote } from "../../lib/remote-broadcast";
 import { visibleTo, type Viewer } from "../../lib/visibility";
 import { createConnectionSlotStore, type ConnectionSlotStore, type SlotRef } from "../../stores/connection-slots";
 import { MemoryConnectionSlotStore } from "../../stores/connection-slots/connection-slot-store.memory";
 import { comparePositions, type Audience, type StoredEvent } from "../../stores/event-log";
-import type { RateLimitStore } from "../../stores/rate-limit";
+import type { RateLimitResult } from "../../stores/rate-limit";
 import type { ConnectionState, GatewayHost } from "../connection";
 import { NOTIFICATIONS, PRESENCE, conversationChannel, parseChannel, presenceChannel, type WsChannel } from "./ws-channels";
 import { FROM_NOW, FROM_START, cursorOf, sequenceOf } from "./ws-cursor";
@@ -43,9 +44,8 @@ export interface WsRelay {
 /** What the adapter needs from the gateway beyond the protocol-neutral host. */
 export interface RawWsHost extends GatewayHost {
   broker: ServiceBroker;
-  verifier: TokenVerifier;
-  rateLimits: RateLimitStore;
-  registerConnection(state: ConnectionState): Promise<void>;
+  /** Counts a hit against a limit in the shared store (per node while it is unreachable). */
+  consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
 }
 
 /** Live frames held for one connection while it is replayed; beyond this it must reconnect. */
@@ -158,8 +158,19 @@ export class RawWsAdapter {
       name: "seed002-ws",
       push: (notice: PushNotice) => this.pushStored(notice.stored),
       presence: (notice: PresenceNotice) => this.pushPresence(notice),
-      membersRemoved: (notice: MembersRemovedNotice) => this.dropMembers(notice)
+      membersRemoved: (notice: MembersRemovedNotice) => this.dropMembers(notice),
+      disconnect: (notice: DisconnectNotice) => this.disconnectMatching(notice)
     };
+  }
+
+  /** An operator's `gateway.systemDisconnect`: `disconnect {reason}`, then close (1008). */
+  private disconnectMatching(notice: DisconnectNotice): number {
+    const matching =
+      notice.connectionId !== undefined
+        ? [this.connections.get(notice.connectionId)].filter((c): c is WsConnection => c !== undefined && c.state.tenantId === notice.tenantId)
+        : [...this.connections.values()].filter(c => c.state.tenantId === notice.tenantId && c.state.userId === notice.userId);
+    for (const conn of matching) this.disconnect(conn, CLOSE.policy, notice.reason);
+    return matching.length;
   }
 
   private pushStored(stored: StoredEvent) {
@@ -229,9 +240,9 @@ export class RawWsAdapter {
   }
 
   private async relay(relay: WsRelay): Promise<void> {
-    // Without a transporter this process is the only gateway.
-    if (!this.host.broker.transit) return this.relayLocal(relay);
-    await this.host.broker.broadcast(WS_RELAY_EVENT, relay, "gateway");
+    // This node's share directly, the other gateways' through one broadcast to them.
+    this.relayLocal(relay);
+    await broadcastToRemote(this.host.broker, WS_RELAY_EVENT, relay, "gateway");
   }
 
   // ---------------------------------------------------------------- connection set-up
@@ -256,7 +267,7 @@ export class RawWsAdapter {
   /** Authenticates and admits an upgrade request, or answers it with an HTTP error and closes it. */
   private async accept(req: IncomingMessage, socket: Duplex, head: Buffer, url: URL) {
     const config = this.host.config;
-    if (!this.accepting) return refuse(socket, 503, { code: WsErrorCode.INTERNAL_ERROR, message: "Server is shutting down; reconnect to another node", details: { retryable: true } });
+    if (!this.accepting || !this.host.accepting) return refuse(socket, 503, { code: WsErrorCode.INTERNAL_ERROR, message: "Server is shutting down; reconnect to another node", details: { retryable: true } });
     let principal: Principal;
     try {
       const token = url.searchParams.get("token") || bearerToken(req.headers.authorization);
@@ -276,8 +287,7 @@ export class RawWsAdapter {
       const { status, body } = toWsError(err);
       return refuse(socket, status, body);
     }
-    const local = this.connections.size;
-    if (local >= config.wsMaxConnections) {
+    if (this.host.connectionCount() >= config.wsMaxConnections) {
       return refuse(socket, 503, { code: WsErrorCode.INTERNAL_ERROR, message: "Connection limit of this node reached; reconnect to another node", details: { retryable: true, limit: config.wsMaxConnections } });
     }
     const slot: SlotRef = { tenantId: principal.tenantId, userId: principal.userId, connectionId: randomUUID() };
@@ -296,13 +306,13 @@ export class RawWsAdapter {
     }
     this.wss.handleUpgrade(req, socket, head, ws => {
       opened = true;
-      this.onOpen(ws, principal, slot.connectionId, resumeFrom, requested).catch(err =>
+      this.onOpen(ws, principal, slot.connectionId, deviceOfRequest(req), resumeFrom, requested).catch(err =>
         this.host.logger.error("Raw WebSocket set-up failed", { tenantId: principal.tenantId, connectionId: slot.connectionId, error: (err as Error).message })
       );
     });
   }
 
-  private async onOpen(ws: WebSocket, principal: Principal, connectionId: string, resumeFrom: number, requested: string[]) {
+  private async onOpen(ws: WebSocket, principal: Principal, connectionId: string, device: Pick<ConnectionState, "userAgent" | "ip">, resumeFrom: number, requested: string[]) {
     const state: ConnectionState = {
       tenantId: principal.tenantId,
       userId: principal.userId,
@@ -310,7 +320,8 @@ export class RawWsAdapter {
       connectionId,
       clientId: connectionId,
       rooms: new Set(),
-      connectedAt: Date.now()
+      connectedAt: Date.now(),
+      ...device
     };
     const conn = new WsConnection(ws, state);
     this.connections.set(connectionId, conn);
@@ -403,7 +414,8 @@ export class RawWsAdapter {
   private disconnect(conn: WsConnection, code: number, reason: string) {
     if (conn.closed) return;
     this.sendNow(conn, envelope("disconnect", { reason }));
-    conn.socket.close(code, reason);
+    // A close reason is at most 123 bytes; the frame above carries the full one.
+    conn.socket.close(code, Buffer.byteLength(reason) <= 123 ? reason : undefined);
     // A peer that never answers the close handshake is cut after a while.
     setTimeout(() => conn.socket.terminate(), 5000).unref();
   }
@@ -813,6 +825,16 @@ function channelsParam(raw: string | null, max: number): string[] {
 /** Position order within one epoch; positions that cannot be compared count as newer (never dropped). */
 function isAfter(position: string, than: string): boolean {
   return (comparePositions(position, than) ?? 1) > 0;
+}
+
+/** The device fields of a connection (per-device presence): User-Agent and the TCP peer's address. */
+function deviceOfRequest(req: IncomingMessage): Pick<ConnectionState, "userAgent" | "ip"> {
+  const device: Pick<ConnectionState, "userAgent" | "ip"> = {};
+  const userAgent = req.headers["user-agent"];
+  if (typeof userAgent === "string" && userAgent.length > 0) device.userAgent = userAgent.slice(0, 512);
+  const ip = req.socket.remoteAddress;
+  if (typeof ip === "string" && ip.length > 0 && ip.length <= 64) device.ip = ip;
+  return device;
 }
 
 /** Answers an upgrade request with an HTTP error and closes the connection (nothing is upgraded). */

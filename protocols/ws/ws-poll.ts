@@ -4,10 +4,9 @@ import { bearerToken, type Principal } from "../../lib/auth";
 import type { CallerMeta } from "../../lib/context";
 import { reportTenantViolation } from "../../mixins/tenant-scope.mixin";
 import type { ReadResult } from "../../stores/event-log";
-import { MemoryRateLimitStore } from "../../stores/rate-limit/rate-limit-store.memory";
-import type { RateLimitResult } from "../../stores/rate-limit";
+import { appliedRateLimit } from "../../stores/rate-limit/rate-limit-store";
 import { bindTenant } from "../rest-auth";
-import { setRateLimitHeaders } from "../rate-limit-headers";
+import { countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders, tighter, type RateLimitState } from "../rest-rate-limit";
 import type { RawWsHost } from "./ws-adapter";
 import { FROM_NOW, FROM_START, cursorOf, sequenceOf } from "./ws-cursor";
 import { WsError, WsErrorCode, toWsError } from "./ws-envelope";
@@ -51,16 +50,14 @@ export interface MissedParams {
 }
 
 export class Seed002Polling {
-  /** Counts polls on this node while the shared rate-limit store is unreachable. */
-  private readonly fallbackRateLimits = new MemoryRateLimitStore();
-
   constructor(private readonly host: RawWsHost) {}
 
   /**
    * moleculer-web `onBeforeCall` of the polling routes: authenticates, binds the tenant, checks
-   * `user_id`, and counts the poll against POLL_V1_RATE_LIMIT with X-RateLimit-* headers.
+   * `user_id`, and counts the poll against POLL_V1_RATE_LIMIT. The X-RateLimit-* headers show the
+   * tighter of it and the general API_RATE_LIMIT (counted by the route's middlewares).
    */
-  async admit(ctx: Context<unknown, CallerMeta>, req: IncomingMessage & { $params: Record<string, unknown> }, res: ServerResponse): Promise<void> {
+  async admit(ctx: Context<unknown, CallerMeta>, req: IncomingMessage & { $params: Record<string, unknown>; $rateLimit?: RateLimitState }, res: ServerResponse): Promise<void> {
     const params = req.$params;
     const queryToken = typeof params.token === "string" ? params.token : undefined;
     delete params.token;
@@ -80,8 +77,9 @@ export class Seed002Polling {
     }
     const limit = this.host.config.pollV1RateLimit;
     const now = Date.now();
-    const quota = await this.consume(principal, limit, now);
-    setRateLimitHeaders(res, limit, quota, WINDOW_MS, now);
+    const quota = await this.host.consumeRate(principal.tenantId, `poll-v1:${principal.userId}`, limit, WINDOW_MS);
+    const applied = tighter(req.$rateLimit, appliedRateLimit(quota, limit, WINDOW_MS, now));
+    if (applied) setRateLimitHeaders(res, applied);
     if (!quota.allowed) throw new WsError(WsErrorCode.RATE_LIMITED, `At most ${limit} polls per minute`, { limit, retry_after_ms: quota.retryAfterMs });
     ctx.meta.auth = principal;
   }
@@ -99,10 +97,6 @@ export class Seed002Polling {
     const { result, lost, after } = await this.read(principal, params.last_sequence, params.limit ?? POLL_DEFAULT_LIMIT, 0);
     const messages = rendered(result).map(frameOf);
     return { messages, last_sequence: cursorAfter(result, after), has_more: result.hasMore, ...(lost ? { history_lost: true } : {}) };
-  }
-
-  async close(): Promise<void> {
-    await this.fallbackRateLimits.close();
   }
 
   /**
@@ -128,15 +122,6 @@ export class Seed002Polling {
     );
   }
 
-  private async consume(principal: Principal, limit: number, now: number): Promise<RateLimitResult> {
-    const key = `poll-v1:${principal.userId}`;
-    try {
-      return await this.host.rateLimits.consume(principal.tenantId, key, limit, WINDOW_MS, now);
-    } catch (err) {
-      this.host.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
-      return this.fallbackRateLimits.consume(principal.tenantId, key, limit, WINDOW_MS, now);
-    }
-  }
 }
 
 function rendered(result: ReadResult): RenderedEvent[] {
@@ -160,6 +145,9 @@ export function sendWsError(res: ServerResponse, err: unknown): number {
     res.end();
     return status;
   }
+  const details = body.details as { retry_after_ms?: unknown; retryAfterMs?: unknown } | undefined;
+  const retryAfterMs = details?.retry_after_ms ?? details?.retryAfterMs;
+  if (status === 429 && typeof retryAfterMs === "number") res.setHeader("Retry-After", String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
   res.setHeader("Content-Type", "application/json; charset=utf-8");
   res.writeHead(status);
   res.end(JSON.stringify(body));
@@ -175,6 +163,8 @@ export function seed002PollRoute() {
     authorization: false,
     mappingPolicy: "restrict",
     bodyParsers: { json: { strict: true, limit: "16kb" } },
+    // API_RATE_LIMIT and X-RateLimit-* like every /api route (protocols/rest-rate-limit.ts).
+    use: restRateLimitMiddlewares(),
     // Long polls wait up to 30 s.
     callOptions: { timeout: (POLL_MAX_TIMEOUT_SECONDS + 10) * 1000 },
     aliases: {
@@ -185,7 +175,8 @@ export function seed002PollRoute() {
     onBeforeCall(this: { rawPolling: Seed002Polling }, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage & { $params: Record<string, unknown> }, res: ServerResponse) {
       return this.rawPolling.admit(ctx, req, res);
     },
-    onError(this: { logger: RawWsHost["logger"] }, req: IncomingMessage, res: ServerResponse, err: unknown) {
+    async onError(this: RawWsHost, req: IncomingMessage, res: ServerResponse, err: unknown) {
+      await countRefusedRequest(this, req, res);
       const status = sendWsError(res, err);
       if (status >= 500) this.logger.error("Seed 002 poll failed", { url: (req.url ?? "").split("?")[0], error: (err as Error)?.message });
     }

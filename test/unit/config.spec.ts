@@ -41,7 +41,18 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 1000,
       eventBusStreamMaxLen: 1000000,
       eventBusPublishRateLimit: 1000,
-      pollRateLimit: 60
+      pollRateLimit: 60,
+      databaseUrl: undefined,
+      dataDir: "./data",
+      socketMaxPayloadBytes: 5120,
+      jwtClockSkewSeconds: 30,
+      jwtIssuer: undefined,
+      jwtAudience: undefined,
+      apiRateLimit: 600,
+      wsRawPath: "/ws",
+      maxConnectionsPerUser: 10,
+      wsRawRateLimit: 100,
+      pollV1RateLimit: 30
     });
   });
 
@@ -69,7 +80,18 @@ describe("loadConfig", () => {
       EVENT_BUS_RETRY_DELAY_MS: "250",
       EVENT_BUS_STREAM_MAX_LEN: "5000",
       EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
-      POLL_RATE_LIMIT: "7"
+      POLL_RATE_LIMIT: "7",
+      DATABASE_URL: "postgres://db.internal:5432/rt",
+      DATA_DIR: "/var/lib/pf2",
+      SOCKET_MAX_PAYLOAD_BYTES: "2048",
+      JWT_CLOCK_SKEW_SECONDS: "5",
+      JWT_ISSUER: "https://id.example, https://id2.example",
+      JWT_AUDIENCE: "pf2",
+      API_RATE_LIMIT: "120",
+      WS_RAW_PATH: "/raw",
+      MAX_CONNECTIONS: "4",
+      WS_RAW_RATE_LIMIT: "50",
+      POLL_V1_RATE_LIMIT: "12"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -95,7 +117,18 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 250,
       eventBusStreamMaxLen: 5000,
       eventBusPublishRateLimit: 10,
-      pollRateLimit: 7
+      pollRateLimit: 7,
+      databaseUrl: "postgres://db.internal:5432/rt",
+      dataDir: "/var/lib/pf2",
+      socketMaxPayloadBytes: 2048,
+      jwtClockSkewSeconds: 5,
+      jwtIssuer: ["https://id.example", "https://id2.example"],
+      jwtAudience: ["pf2"],
+      apiRateLimit: 120,
+      wsRawPath: "/raw",
+      maxConnectionsPerUser: 4,
+      wsRawRateLimit: 50,
+      pollV1RateLimit: 12
     });
   });
 
@@ -105,6 +138,11 @@ describe("loadConfig", () => {
     expect(config.wsPath).toBe("/socket.io");
     expect(config.redisUrl).toBeUndefined();
     expect(config.jwtSecret).toBe(DEV_JWT_SECRET);
+  });
+
+  it("reads JWT_ISSUER / JWT_AUDIENCE as comma lists and treats a blank list as unset", () => {
+    expect(loadConfig({ JWT_ISSUER: " , ", JWT_AUDIENCE: "" })).toMatchObject({ jwtIssuer: undefined, jwtAudience: undefined });
+    expect(loadConfig({ JWT_AUDIENCE: "a,,b " }).jwtAudience).toEqual(["a", "b"]);
   });
 
   it("accepts WS_PORT 0 (any free port)", () => {
@@ -124,7 +162,17 @@ describe("loadConfig", () => {
     ["EVENT_BUS_RETRY_DELAY_MS", "5"],
     ["EVENT_BUS_STREAM_MAX_LEN", "10"],
     ["EVENT_BUS_STREAM_NAME", "has spaces"],
-    ["EVENT_BUS_CONSUMER_GROUP", "a*b"]
+    ["EVENT_BUS_CONSUMER_GROUP", "a*b"],
+    ["DATABASE_URL", "mysql://db/rt"],
+    ["JWT_CLOCK_SKEW_SECONDS", "-1"],
+    ["API_RATE_LIMIT", "0"],
+    ["MAX_CONNECTIONS", "0"],
+    ["WS_RAW_RATE_LIMIT", "x"],
+    ["POLL_V1_RATE_LIMIT", "0"],
+    ["WS_RAW_PATH", "ws"],
+    ["WS_RAW_PATH", "/socket.io"],
+    ["WS_RAW_PATH", "/socket.io/raw"],
+    ["WS_RAW_PATH", "/w s"]
   ])("refuses %s=%j", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });

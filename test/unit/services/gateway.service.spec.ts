@@ -277,7 +277,7 @@ describe("delivery to connected clients", () => {
     expect(t1).toEqual({
       nodeID: broker.nodeID,
       count: 1,
-      connections: [{ connectionId: aId, clientId: "client-a", tenantId: "t1", userId: "u1", rooms: [], connectedAt: expect.stringMatching(ISO_DATE) }]
+      connections: [{ namespace: "/", connectionId: aId, clientId: "client-a", tenantId: "t1", userId: "u1", rooms: [], connectedAt: expect.stringMatching(ISO_DATE) }]
     });
 
     // registered with presence, and the node is full at WS_MAX_CONNECTIONS = 2
