@@ -31,6 +31,8 @@ interface EventBusThis extends Service {
   recentAppends: number[];
   store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
   viewerOf(tenantId: string, userId: string): Promise<Viewer>;
+  /** Set once the service stops: pending long polls return. */
+  stopping?: boolean;
   longPoll(tenantId: string, userId: string, after: string | undefined, limit: number, wait: number, eventTypes?: string[]): Promise<ReadResult>;
   toChannel(event: StoredEvent): Promise<void>;
   channelStats(): Promise<Record<string, unknown>>;
@@ -364,7 +366,8 @@ export function createEventBusService(config: Config): ServiceSchema {
         const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), after, limit, viewer);
         let result = await read();
         const deadline = Date.now() + wait * 1000;
-        while (!result.lost && result.events.length === 0 && Date.now() < deadline) {
+        // A stopping service answers its pending long polls with what it has.
+        while (!result.lost && result.events.length === 0 && Date.now() < deadline && !this.stopping) {
           await new Promise<void>(resolve => {
             const done = () => {
               clearTimeout(timer);
@@ -372,6 +375,7 @@ export function createEventBusService(config: Config): ServiceSchema {
               resolve();
             };
             const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
+            timer.unref();
             this.appended.on(tenantId, done);
           });
           result = await read();
@@ -403,6 +407,7 @@ export function createEventBusService(config: Config): ServiceSchema {
     },
 
     async stopped(this: EventBusThis) {
+      this.stopping = true;
       await this.log.close();
       await this.rateLimits.close();
       await this.handoff.close();

@@ -287,6 +287,11 @@ export function createGatewayService(config: Config): ServiceSchema {
               connectedAt: new Date(state.connectedAt).toISOString()
             });
           }
+          // Seed 002 raw WebSocket connections, under their path.
+          for (const state of this.rawWs.states()) {
+            if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
+            list.push({ namespace: this.config.wsRawPath, connectionId: state.connectionId, clientId: state.clientId, tenantId: state.tenantId, userId: state.userId, rooms: [], connectedAt: new Date(state.connectedAt).toISOString() });
+          }
           return { nodeID: this.broker.nodeID, count: list.length, connections: list };
         }
       },

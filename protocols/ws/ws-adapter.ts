@@ -253,7 +253,7 @@ export class RawWsAdapter {
       // Socket.IO (engine.io) takes its own path; with its `destroyUpgrade` off, anything else ends here.
       if (!(req.url ?? "").startsWith(`${this.host.config.wsPath.replace(/\/$/, "")}/`)) {
         socket.on("error", () => undefined);
-        refuse(socket, 404, { code: "NOT_FOUND", message: "No WebSocket endpoint at this path" });
+        refuse(socket, 404, { code: WsErrorCode.NOT_FOUND, message: "No WebSocket endpoint at this path" });
       }
       return;
     }

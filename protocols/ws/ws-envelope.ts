@@ -26,7 +26,7 @@ export interface InboundFrame {
   ack_id?: string;
 }
 
-/** The seed's error codes (seed 002 "Error Codes"), plus AUTHZ_FAILED for forbidden channels. */
+/** The seed's error codes (seed 002 "Error Codes"), plus AUTHZ_FAILED (forbidden) and NOT_FOUND (unknown HTTP route). */
 export const WsErrorCode = {
   MISSING_TOKEN: "MISSING_TOKEN",
   INVALID_TOKEN: "INVALID_TOKEN",
@@ -34,6 +34,8 @@ export const WsErrorCode = {
   INVALID_MESSAGE: "INVALID_MESSAGE",
   CHANNEL_NOT_FOUND: "CHANNEL_NOT_FOUND",
   AUTHZ_FAILED: "AUTHZ_FAILED",
+  /** HTTP only: no such route under /api/v1/realtime. */
+  NOT_FOUND: "NOT_FOUND",
   MAX_CONNECTIONS: "MAX_CONNECTIONS",
   RATE_LIMITED: "RATE_LIMITED",
   INTERNAL_ERROR: "INTERNAL_ERROR"
@@ -47,6 +49,7 @@ const statusOf: Record<WsErrorCode, number> = {
   INVALID_MESSAGE: 400,
   CHANNEL_NOT_FOUND: 404,
   AUTHZ_FAILED: 403,
+  NOT_FOUND: 404,
   MAX_CONNECTIONS: 429,
   RATE_LIMITED: 429,
   INTERNAL_ERROR: 500
@@ -95,7 +98,7 @@ export function toWsError(err: unknown): { status: number; body: WsErrorBody } {
     case ErrorCode.TENANT_VIOLATION:
       return { status: 403, body: withDetails(WsErrorCode.AUTHZ_FAILED, body.error, body.details) };
     case ErrorCode.NOT_FOUND:
-      return { status: 404, body: withDetails(WsErrorCode.CHANNEL_NOT_FOUND, body.error, body.details) };
+      return { status: 404, body: withDetails(WsErrorCode.NOT_FOUND, body.error, body.details) };
     default:
       return { status: status >= 500 ? status : 500, body: withDetails(WsErrorCode.INTERNAL_ERROR, body.error, body.details) };
   }

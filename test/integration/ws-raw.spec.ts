@@ -91,6 +91,19 @@ describe("seed 002 raw WebSocket /ws", () => {
       expect(a.ofType("disconnect").map(f => f.payload)).toEqual([{ reason: "server_shutdown" }]);
     });
 
+    it("is listed by gateway.connections and closed by an operator's gateway.systemDisconnect", async () => {
+      const a = await client("acme", "suspended");
+      const other = await client("acme", "bystander");
+      const listed = await node.broker.call<{ connections: Array<{ namespace: string; userId: string; connectionId: string }> }, object>("gateway.connections", { tenantId: "acme" });
+      expect(listed.connections).toEqual(expect.arrayContaining([expect.objectContaining({ namespace: "/ws", userId: "suspended", connectionId: a.connected.payload.connection_id })]));
+      const closed = new Promise<number>(resolve => a.ws.once("close", (code: number) => resolve(code)));
+      const result = await node.broker.call<{ disconnected: number }, object>("gateway.systemDisconnect", { tenantId: "acme", userId: "suspended", reason: "Account suspended" });
+      expect(result.disconnected).toBe(1);
+      expect(await closed).toBe(1008);
+      expect(a.ofType("disconnect").map(f => f.payload)).toEqual([{ reason: "Account suspended" }]);
+      expect(other.ws.readyState).toBe(other.ws.OPEN);
+    });
+
     it("keeps Socket.IO working on the same port and refuses unknown upgrade paths", async () => {
       const { socket, connected } = await connect(node.url, tokenFor("acme", "ann"));
       expect(connected.connectionId).toEqual(expect.any(String));

@@ -63,7 +63,7 @@ describe("seed 002 error mapping", () => {
     expect(toWsError(rateLimited())).toMatchObject({ status: 429, body: { code: "RATE_LIMITED" } });
     expect(toWsError(authzFailed())).toMatchObject({ status: 403, body: { code: "AUTHZ_FAILED" } });
     expect(toWsError(new RealtimeError(ErrorCode.TENANT_VIOLATION, "x"))).toMatchObject({ status: 403, body: { code: "AUTHZ_FAILED" } });
-    expect(toWsError(notFound())).toMatchObject({ status: 404, body: { code: "CHANNEL_NOT_FOUND" } });
+    expect(toWsError(notFound())).toMatchObject({ status: 404, body: { code: "NOT_FOUND" } });
     expect(toWsError(new Error("boom"))).toEqual({ status: 500, body: { code: "INTERNAL_ERROR", message: "Internal server error" } });
     expect(toWsError(new WsError("MAX_CONNECTIONS", "full", { limit: 10 }))).toEqual({ status: 429, body: { code: "MAX_CONNECTIONS", message: "full", details: { limit: 10 } } });
   });
