@@ -792,12 +792,15 @@ function conversationOf(frame: InboundFrame): string {
 }
 
 /**
- * The stream's event id of a client frame: derived from the frame's `id` when it has one, so a
- * client re-sending a queued frame after a reconnect does not store it twice.
+ * The stream's event id of a client frame: derived from the frame (sender, `id`, type, channel and
+ * payload) when it has an `id`, so a client re-sending a queued frame after a reconnect does not
+ * store it twice, while a client that reuses ids for different messages does not lose them.
  */
 function eventIdOf(conn: WsConnection, frame: InboundFrame): string {
   if (!frame.id) return randomUUID();
-  const digest = createHash("sha256").update(`${conn.state.userId}\0${frame.type}\0${frame.id}`).digest("hex");
+  const digest = createHash("sha256")
+    .update(JSON.stringify([conn.state.tenantId, conn.state.userId, frame.id, frame.type, frame.channel ?? null, frame.payload]))
+    .digest("hex");
   return `ws-${digest.slice(0, 32)}`;
 }
 

@@ -281,15 +281,20 @@ describe("seed 002 raw WebSocket /ws", () => {
         // Seed 003 / PF-2 clients of the members get it too (as app.message.new).
         expect(await onIo).toMatchObject({ eventType: "app.message.new", payload: { conversationId: "c1", senderId: "ann" } });
         // Re-sending the same frame (a client's queue after a reconnect) is not a second message.
-        const again = await ann.request("message", { content: "Hello!" }, { channel: "conversation:c1", id: "client-msg-1" });
+        const again = await ann.request("message", { content: "Hello!", sender: { display_name: "spoofed" } }, { channel: "conversation:c1", id: "client-msg-1" });
         expect(again.data).toMatchObject({ id: ack.data.id, duplicate: true });
+        // A different message reusing the id is a message of its own.
+        const reused = await ann.request("message", { content: "Second" }, { channel: "conversation:c1", id: "client-msg-1" });
+        expect(reused.data).toMatchObject({ duplicate: false });
+        expect(reused.data.id).not.toBe(ack.data.id);
+        await bob.waitFor(f => f.type === "message" && f.payload.content === "Second");
         // Non-members and bad frames are refused.
         expect((await carol.request("message", { content: "hi" }, { channel: "conversation:c1" })).data).toMatchObject({ code: "AUTHZ_FAILED" });
         expect((await ann.request("message", { content: "" }, { channel: "conversation:c1" })).data).toMatchObject({ code: "INVALID_MESSAGE" });
         expect((await ann.request("message", { content: "x" }, { channel: "feed:updates" })).data).toMatchObject({ code: "INVALID_MESSAGE" });
         expect((await ann.request("message", { content: "x", conversation_id: "c2" }, { channel: "conversation:c1" })).data).toMatchObject({ code: "INVALID_MESSAGE" });
         await settle();
-        expect(bob.ofType("message")).toHaveLength(1);
+        expect(bob.ofType("message").map(f => f.payload.content)).toEqual(["Hello!", "Second"]);
         expect(carol.ofType("message")).toEqual([]);
       } finally {
         bobIo.close();
