@@ -1,5 +1,6 @@
 import jwt from "jsonwebtoken";
 import { connect, eventually, nextEvent, settle } from "../helpers/client";
+import { connectApp } from "../helpers/app-client";
 import { startNode, type TestNode } from "../helpers/node";
 import { TEST_SECRET, expiredToken, tokenFor, unsignedToken } from "../helpers/tokens";
 import { wsConnect, wsRefusal, type WsClient } from "../helpers/ws-client";
@@ -218,13 +219,15 @@ describe("seed 002 raw WebSocket /ws", () => {
   });
 
   describe("events", () => {
-    it("delivers a pushed notification on `notifications` to every device, over /ws and Socket.IO alike", async () => {
+    it("delivers a pushed notification on `notifications` to every device, over /ws, PF-2 and /ws/app alike", async () => {
       const annWs1 = await client("acme", "ann");
       const annWs2 = await client("acme", "ann");
       const bob = await client("acme", "bob");
       const { socket: annIo } = await connect(node.url, tokenFor("acme", "ann"));
+      const { socket: annApp } = await connectApp(node.url, tokenFor("acme", "ann"));
       try {
         const onIo = nextEvent(annIo, "event");
+        const onApp = nextEvent(annApp, "notifications:new");
         const res = await api("POST", "/push/notifications", { userId: "ann", eventKey: "like", notification: { id: "notif_1", type: "like", actor_id: "456", message: "John liked your post", read: false } });
         expect(res.status).toBe(200);
         const [f1, f2, io] = await Promise.all([annWs1.waitFor(f => f.type === "notification"), annWs2.waitFor(f => f.type === "notification"), onIo]);
@@ -238,11 +241,14 @@ describe("seed 002 raw WebSocket /ws", () => {
         });
         expect(f2).toEqual(f1);
         expect(io).toMatchObject({ eventType: "app.notification", position: res.body.position });
+        // …and seed 003 /ws/app.
+        expect(await onApp).toMatchObject({ eventKey: "like", notification: { id: "notif_1" } });
         await settle();
         expect(bob.ofType("notification")).toEqual([]);
         expect(annWs1.ofType("notification")).toHaveLength(1);
       } finally {
         annIo.close();
+        annApp.close();
       }
     });
 
