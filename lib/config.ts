@@ -3,6 +3,8 @@
  * Names follow seed 001 where it has one (WS_*, REDIS_URL, JWT_SECRET); the rest are ours
  * and are listed in `.env.example` and the README.
  */
+import { ALL_STRATEGIES, Strategy } from "./reconciliation/types";
+
 export interface Config {
   /** HTTP port shared by REST and Socket.IO. */
   wsPort: number;
@@ -63,6 +65,26 @@ export interface Config {
   jwtAudience: string[] | undefined;
   /** API_RATE_LIMIT: requests one user may make to `/api/*` per minute (all routes together). */
   apiRateLimit: number;
+  /** RECONCILIATION_DEFAULT_STRATEGY (seed 001): how a conflicting offline operation is resolved. */
+  reconciliationDefaultStrategy: Strategy;
+  /** RECONCILIATION_ENTITY_STRATEGIES: per entity type, `document=MERGE,invoice=SERVER_WINS`. */
+  reconciliationEntityStrategies: Record<string, Strategy>;
+  /** RECONCILIATION_MAX_QUEUE_SIZE (seed 001): operations one reconcile request may carry. */
+  reconciliationMaxQueueSize: number;
+  /** RECONCILIATION_PROCESSING_TIMEOUT (seed 001): ms one reconcile request may take. */
+  reconciliationProcessingTimeoutMs: number;
+  /** RECONCILIATION_RATE_LIMIT: reconcile requests per client per minute (seed 000: 10). */
+  reconciliationRateLimit: number;
+  /** RECONCILIATION_MAX_DELTAS: at most this many changes are sent as deltaUpdates; more → a snapshot. */
+  reconciliationMaxDeltas: number;
+  /** RECONCILIATION_HISTORY_SIZE: changes kept per tenant for deltaUpdates. */
+  reconciliationHistorySize: number;
+  /** RECONCILIATION_SNAPSHOT_LIMIT: entities in one reconcile response's snapshot. */
+  reconciliationSnapshotLimit: number;
+  /** RECONCILIATION_OPERATION_RETENTION: ms an operation's outcome is kept for idempotent replays. */
+  reconciliationOperationRetentionMs: number;
+  /** RECONCILIATION_MAX_REQUEST_BYTES: largest reconcile request body over REST. */
+  reconciliationMaxRequestBytes: number;
   /** WS_RAW_PATH: path of the seed 002 raw WebSocket endpoint on the same HTTP server. */
   wsRawPath: string;
   /** MAX_CONNECTIONS (seed 002): raw WebSocket connections one user may hold, across the cluster. */
@@ -108,6 +130,30 @@ function listFrom(env: Env, name: string): string[] | undefined {
   return values.length > 0 ? values : undefined;
 }
 
+function strategyFrom(env: Env, name: string, fallback: Strategy): Strategy {
+  const raw = stringFrom(env, name);
+  if (raw === undefined) return fallback;
+  if (!ALL_STRATEGIES.includes(raw as Strategy)) throw new Error(`Configuration ${name} must be one of ${ALL_STRATEGIES.join(", ")}, got "${raw}"`);
+  return raw as Strategy;
+}
+
+/** `type=STRATEGY,type=STRATEGY`: the strategy of each named entity type. */
+function entityStrategiesFrom(env: Env, name: string): Record<string, Strategy> {
+  const raw = stringFrom(env, name);
+  const out: Record<string, Strategy> = {};
+  if (raw === undefined) return out;
+  for (const part of raw.split(",").map(p => p.trim()).filter(p => p.length > 0)) {
+    const eq = part.lastIndexOf("=");
+    const type = part.slice(0, eq).trim();
+    const strategy = part.slice(eq + 1).trim();
+    if (eq <= 0 || !/^[A-Za-z0-9_.:-]{1,64}$/.test(type) || !ALL_STRATEGIES.includes(strategy as Strategy)) {
+      throw new Error(`Configuration ${name} must be a comma list of <entityType>=<${ALL_STRATEGIES.join("|")}>, got "${part}"`);
+    }
+    Object.defineProperty(out, type, { value: strategy as Strategy, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
 /** A PEM key may be given inline with literal "\n" escapes (common in .env files and k8s secrets). */
 function pemFrom(env: Env, name: string): string | undefined {
   const raw = stringFrom(env, name);
@@ -147,6 +193,16 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     jwtIssuer: listFrom(env, "JWT_ISSUER"),
     jwtAudience: listFrom(env, "JWT_AUDIENCE"),
     apiRateLimit: intFrom(env, "API_RATE_LIMIT", 600, 1),
+    reconciliationDefaultStrategy: strategyFrom(env, "RECONCILIATION_DEFAULT_STRATEGY", Strategy.LAST_WRITE_WINS),
+    reconciliationEntityStrategies: entityStrategiesFrom(env, "RECONCILIATION_ENTITY_STRATEGIES"),
+    reconciliationMaxQueueSize: intFrom(env, "RECONCILIATION_MAX_QUEUE_SIZE", 10_000, 1),
+    reconciliationProcessingTimeoutMs: intFrom(env, "RECONCILIATION_PROCESSING_TIMEOUT", 30_000, 100),
+    reconciliationRateLimit: intFrom(env, "RECONCILIATION_RATE_LIMIT", 10, 1),
+    reconciliationMaxDeltas: intFrom(env, "RECONCILIATION_MAX_DELTAS", 1000, 0),
+    reconciliationHistorySize: intFrom(env, "RECONCILIATION_HISTORY_SIZE", 10_000, 0),
+    reconciliationSnapshotLimit: intFrom(env, "RECONCILIATION_SNAPSHOT_LIMIT", 1000, 1),
+    reconciliationOperationRetentionMs: intFrom(env, "RECONCILIATION_OPERATION_RETENTION", 7 * 24 * 60 * 60 * 1000, 1000),
+    reconciliationMaxRequestBytes: intFrom(env, "RECONCILIATION_MAX_REQUEST_BYTES", 16 * 1024 * 1024, 1024),
     wsRawPath: stringFrom(env, "WS_RAW_PATH") ?? "/ws",
     maxConnectionsPerUser: intFrom(env, "MAX_CONNECTIONS", 10, 1),
     wsRawRateLimit: intFrom(env, "WS_RAW_RATE_LIMIT", 100, 1),

@@ -132,6 +132,28 @@ export function createGatewayService(config: Config): ServiceSchema {
           mappingPolicy: "restrict",
           aliases: { "GET /": "gateway.health", "GET /live": "gateway.live", "GET /ready": "gateway.ready" }
         },
+        // Reconciliation (services/reconciliation.service.ts): a route of its own for a body limit
+        // that fits RECONCILIATION_MAX_QUEUE_SIZE operations and a timeout after the processing one.
+        {
+          name: "reconciliation",
+          path: "/api/reconciliation",
+          authentication: true,
+          authorization: true,
+          mappingPolicy: "restrict",
+          bodyParsers: { json: { strict: true, limit: config.reconciliationMaxRequestBytes } },
+          // Counted against API_RATE_LIMIT like every /api route; the headers show the tighter limit.
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
+          callOptions: { timeout: config.reconciliationProcessingTimeoutMs + 5000, retries: 0 },
+          aliases: {
+            "POST /reconcile": "reconciliation.reconcile",
+            "GET /snapshot/:entityType/:entityId": "reconciliation.snapshot"
+          }
+        },
         {
           name: "api",
           path: "/api",
@@ -711,6 +733,17 @@ export function createGatewayService(config: Config): ServiceSchema {
         } catch {
           services.eventbus = { status: "unhealthy", lastCheck: now };
           degraded = true;
+        }
+        // Reported when the cluster runs the reconciliation service (seed 000 `services.reconciliation`).
+        if (this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === "reconciliation")) {
+          try {
+            const stats = await this.broker.call<Record<string, unknown>, object>("reconciliation.stats", {}, { timeout: 1000, retries: 0 });
+            services.reconciliation = { ...stats, lastCheck: now };
+            if (stats.status !== "healthy") degraded = true;
+          } catch {
+            services.reconciliation = { status: "unhealthy", lastCheck: now };
+            degraded = true;
+          }
         }
         for (const name of ["presence", "rooms"]) {
           const available = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === name);

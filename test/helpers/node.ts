@@ -9,11 +9,12 @@ import { createRoomsService } from "../../services/rooms.service";
 import { createEventBusService } from "../../services/eventbus.service";
 import { createConversationsService } from "../../services/conversations.service";
 import { createPushService } from "../../services/push.service";
+import { createReconciliationService } from "../../services/reconciliation.service";
 import { TEST_SECRET } from "./tokens";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
-export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "conversations" | "push";
+export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "conversations" | "push" | "reconciliation";
 
 export interface TestNode {
   broker: ServiceBroker;
@@ -51,7 +52,8 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     rooms: createRoomsService,
     eventbus: createEventBusService,
     conversations: createConversationsService,
-    push: createPushService
+    push: createPushService,
+    reconciliation: createReconciliationService
   };
   for (const name of options.services ?? (Object.keys(factories) as ServiceName[])) {
     broker.createService(factories[name](config));

@@ -25,6 +25,7 @@ const NOT_TENANT_SCOPED: Record<string, string> = {
   "presence.heartbeat": "gateway → presence, cluster-internal (visibility public): refreshes the gateway's own connections across tenants",
   "rooms.removeNode": "presence → rooms, cluster-internal (visibility public): drops a dead node's memberships across tenants",
   "eventbus.stats": "health figures (events/s, backend, dead-letter count), no event content",
+  "reconciliation.stats": "health figures (store backend and latency), no tenant data",
   "eventbus.appendMany": "gateway → eventbus, cluster-internal (visibility public): one batch of class B/C messages of several tenants, each event carrying its own tenantId; a caller with a principal may only append its own tenant's"
 };
 

@@ -49,6 +49,16 @@ describe("loadConfig", () => {
       jwtIssuer: undefined,
       jwtAudience: undefined,
       apiRateLimit: 600,
+      reconciliationDefaultStrategy: "LAST_WRITE_WINS",
+      reconciliationEntityStrategies: {},
+      reconciliationMaxQueueSize: 10000,
+      reconciliationProcessingTimeoutMs: 30000,
+      reconciliationRateLimit: 10,
+      reconciliationMaxDeltas: 1000,
+      reconciliationHistorySize: 10000,
+      reconciliationSnapshotLimit: 1000,
+      reconciliationOperationRetentionMs: 604800000,
+      reconciliationMaxRequestBytes: 16777216,
       wsRawPath: "/ws",
       maxConnectionsPerUser: 10,
       wsRawRateLimit: 100,
@@ -88,6 +98,16 @@ describe("loadConfig", () => {
       JWT_ISSUER: "https://id.example, https://id2.example",
       JWT_AUDIENCE: "pf2",
       API_RATE_LIMIT: "120",
+      RECONCILIATION_DEFAULT_STRATEGY: "MERGE",
+      RECONCILIATION_ENTITY_STRATEGIES: "invoice=SERVER_WINS, note:v2=MANUAL",
+      RECONCILIATION_MAX_QUEUE_SIZE: "100",
+      RECONCILIATION_PROCESSING_TIMEOUT: "5000",
+      RECONCILIATION_RATE_LIMIT: "3",
+      RECONCILIATION_MAX_DELTAS: "20",
+      RECONCILIATION_HISTORY_SIZE: "50",
+      RECONCILIATION_SNAPSHOT_LIMIT: "10",
+      RECONCILIATION_OPERATION_RETENTION: "86400000",
+      RECONCILIATION_MAX_REQUEST_BYTES: "65536",
       WS_RAW_PATH: "/raw",
       MAX_CONNECTIONS: "4",
       WS_RAW_RATE_LIMIT: "50",
@@ -125,11 +145,31 @@ describe("loadConfig", () => {
       jwtIssuer: ["https://id.example", "https://id2.example"],
       jwtAudience: ["pf2"],
       apiRateLimit: 120,
+      reconciliationDefaultStrategy: "MERGE",
+      reconciliationEntityStrategies: { invoice: "SERVER_WINS", "note:v2": "MANUAL" },
+      reconciliationMaxQueueSize: 100,
+      reconciliationProcessingTimeoutMs: 5000,
+      reconciliationRateLimit: 3,
+      reconciliationMaxDeltas: 20,
+      reconciliationHistorySize: 50,
+      reconciliationSnapshotLimit: 10,
+      reconciliationOperationRetentionMs: 86400000,
+      reconciliationMaxRequestBytes: 65536,
       wsRawPath: "/raw",
       maxConnectionsPerUser: 4,
       wsRawRateLimit: 50,
       pollV1RateLimit: 12
     });
+  });
+
+  it.each([
+    ["RECONCILIATION_DEFAULT_STRATEGY", "FIRST_WRITE_WINS"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "document"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "document=merge"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "bad type=MERGE"],
+    ["RECONCILIATION_MAX_QUEUE_SIZE", "0"]
+  ])("refuses %s=%s", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
 
   it("treats blank values as unset", () => {
