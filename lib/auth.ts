@@ -109,7 +109,12 @@ function refusal(err: unknown): RealtimeError {
 
 function principalFrom(payload: string | JwtPayload): Principal {
   if (typeof payload !== "object" || payload === null) throw authFailed("Malformed token");
-  const { tenantId, userId, role, exp } = payload as JwtPayload & Record<string, unknown>;
+  const claims = payload as JwtPayload & Record<string, unknown>;
+  const { role, exp } = claims;
+  // Seed 002 login services issue snake_case claims (`user_id`); both spellings are accepted, and
+  // a token carrying both with different values is refused rather than guessed.
+  const tenantId = claimOf(claims, "tenantId", "tenant_id");
+  const userId = claimOf(claims, "userId", "user_id");
   if (!isIdentifier(tenantId)) throw authFailed("Token lacks a valid tenantId claim", { reason: "claims" });
   if (!isIdentifier(userId)) throw authFailed("Token lacks a valid userId claim", { reason: "claims" });
   return {
@@ -118,6 +123,16 @@ function principalFrom(payload: string | JwtPayload): Principal {
     role: isIdentifier(role) ? role : "user",
     exp: typeof exp === "number" ? exp : undefined
   };
+}
+
+/** A claim under its name or its snake_case alias; an integer alias (`"user_id": 123`) becomes a string. */
+function claimOf(claims: Record<string, unknown>, name: string, alias: string): unknown {
+  const value = claims[name];
+  const raw = claims[alias];
+  const aliased = typeof raw === "number" && Number.isSafeInteger(raw) ? String(raw) : raw;
+  if (value === undefined) return aliased;
+  if (aliased !== undefined && aliased !== value) throw authFailed(`Token claims ${name} and ${alias} disagree`, { reason: "claims" });
+  return value;
 }
 
 /** `Authorization: Bearer <jwt>` → the token, or undefined. */

@@ -90,6 +90,14 @@ export interface Config {
    * for orchestrator probes of nodes without the gateway (lib/node-health.ts); unset = no server.
    */
   healthPort: number | undefined;
+  /** WS_RAW_PATH: path of the seed 002 raw WebSocket endpoint on the same HTTP server. */
+  wsRawPath: string;
+  /** MAX_CONNECTIONS (seed 002): raw WebSocket connections one user may hold, across the cluster. */
+  maxConnectionsPerUser: number;
+  /** WS_RAW_RATE_LIMIT: frames one raw WebSocket connection may send per second. */
+  wsRawRateLimit: number;
+  /** POLL_V1_RATE_LIMIT: seed 002 polls (`/api/v1/realtime/poll*`) one user may make per minute. */
+  pollV1RateLimit: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -201,8 +209,15 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     reconciliationOperationRetentionMs: intFrom(env, "RECONCILIATION_OPERATION_RETENTION", 7 * 24 * 60 * 60 * 1000, 1000),
     reconciliationMaxRequestBytes: intFrom(env, "RECONCILIATION_MAX_REQUEST_BYTES", 16 * 1024 * 1024, 1024),
     healthPort: stringFrom(env, "HEALTH_PORT") === undefined ? undefined : intFrom(env, "HEALTH_PORT", 0, 0),
+    wsRawPath: stringFrom(env, "WS_RAW_PATH") ?? "/ws",
+    maxConnectionsPerUser: intFrom(env, "MAX_CONNECTIONS", 10, 1),
+    wsRawRateLimit: intFrom(env, "WS_RAW_RATE_LIMIT", 100, 1),
+    pollV1RateLimit: intFrom(env, "POLL_V1_RATE_LIMIT", 30, 1),
     ...overrides
   };
+  if (!/^\/[A-Za-z0-9_.~\/-]*$/.test(config.wsRawPath) || config.wsRawPath === config.wsPath || config.wsRawPath.startsWith(`${config.wsPath.replace(/\/$/, "")}/`)) {
+    throw new Error(`WS_RAW_PATH must be a path starting with "/" outside WS_PATH, got "${config.wsRawPath}"`);
+  }
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {
     throw new Error(`REDIS_URL must be a redis:// or rediss:// URL, got "${config.redisUrl}"`);
   }

@@ -31,6 +31,9 @@ interface EventBusThis extends Service {
   recentAppends: number[];
   store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
   viewerOf(tenantId: string, userId: string): Promise<Viewer>;
+  /** Set once the service stops: pending long polls return. */
+  stopping?: boolean;
+  longPoll(tenantId: string, userId: string, after: string | undefined, limit: number, wait: number, eventTypes?: string[]): Promise<ReadResult>;
   toChannel(event: StoredEvent): Promise<void>;
   channelStats(): Promise<Record<string, unknown>>;
 }
@@ -71,6 +74,7 @@ interface PublishParams {
 }
 
 const POLL_MAX_LIMIT = 1000;
+const eventTypesSchema = { type: "array", items: { type: "string", min: 1, max: 128 }, max: 100, optional: true } as const;
 const DEAD_LETTERS_MAX_LIMIT = 1000;
 const REDRIVE_MAX = 10_000;
 /** /health asks `stats` with a 1 s timeout; the channel figures must not make it miss that. */
@@ -188,11 +192,32 @@ export function createEventBusService(config: Config): ServiceSchema {
           userId: identifier,
           rooms: { type: "array", items: "string", max: 10000, optional: true },
           after: { type: "string", max: 200, optional: true },
-          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true }
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true },
+          eventTypes: eventTypesSchema
         },
-        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; rooms?: string[]; after?: string; limit?: number }>): Promise<ReadResult> {
-          const { tenantId, userId, rooms, after, limit } = ctx.params;
-          return readVisible((a, l) => this.log.read(tenantId, a, l), after, limit ?? 100, { userId, rooms: new Set(rooms ?? []) });
+        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; rooms?: string[]; after?: string; limit?: number; eventTypes?: string[] }>): Promise<ReadResult> {
+          const { tenantId, userId, rooms, after, limit, eventTypes } = ctx.params;
+          return readVisible((a, l) => this.log.read(tenantId, a, l), after, limit ?? 100, { userId, rooms: new Set(rooms ?? []), ...(eventTypes ? { eventTypes: new Set(eventTypes) } : {}) });
+        }
+      },
+
+      /**
+       * The long poll behind every polling transport, without a rate limit of its own (callers apply
+       * theirs): what `userId` may see after `lastEventId`, waiting up to `wait` s for something.
+       */
+      pollFor: {
+        visibility: "public",
+        params: {
+          tenantId: identifier,
+          userId: identifier,
+          lastEventId: { type: "string", max: 200, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true },
+          wait: { type: "number", min: 0, max: POLL_MAX_WAIT_SECONDS, optional: true },
+          eventTypes: eventTypesSchema
+        },
+        handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; lastEventId?: string; limit?: number; wait?: number; eventTypes?: string[] }>) {
+          const { tenantId, userId, lastEventId, limit = 100, wait = 0, eventTypes } = ctx.params;
+          return this.longPoll(tenantId, userId, lastEventId || undefined, limit, wait, eventTypes);
         }
       },
 
@@ -212,22 +237,7 @@ export function createEventBusService(config: Config): ServiceSchema {
           const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, now);
           if (!quota.allowed) throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
           ctx.meta.$rateLimit = appliedRateLimit(quota, config.pollRateLimit, 60_000, now);
-          const viewer = await this.viewerOf(tenantId, caller.userId);
-          const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), lastEventId || undefined, limit, viewer);
-          let result = await read();
-          const deadline = Date.now() + wait * 1000;
-          while (!result.lost && result.events.length === 0 && Date.now() < deadline) {
-            await new Promise<void>(resolve => {
-              const done = () => {
-                clearTimeout(timer);
-                this.appended.off(tenantId, done);
-                resolve();
-              };
-              const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
-              this.appended.on(tenantId, done);
-            });
-            result = await read();
-          }
+          const result = await this.longPoll(tenantId, caller.userId, lastEventId || undefined, limit, wait);
           return {
             events: result.events,
             hasMore: result.hasMore,
@@ -350,6 +360,29 @@ export function createEventBusService(config: Config): ServiceSchema {
         }
       },
 
+      async longPoll(this: EventBusThis, tenantId: string, userId: string, after: string | undefined, limit: number, wait: number, eventTypes?: string[]): Promise<ReadResult> {
+        const viewer = await this.viewerOf(tenantId, userId);
+        if (eventTypes) viewer.eventTypes = new Set(eventTypes);
+        const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), after, limit, viewer);
+        let result = await read();
+        const deadline = Date.now() + wait * 1000;
+        // A stopping service answers its pending long polls with what it has.
+        while (!result.lost && result.events.length === 0 && Date.now() < deadline && !this.stopping) {
+          await new Promise<void>(resolve => {
+            const done = () => {
+              clearTimeout(timer);
+              this.appended.off(tenantId, done);
+              resolve();
+            };
+            const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
+            timer.unref();
+            this.appended.on(tenantId, done);
+          });
+          result = await read();
+        }
+        return result;
+      },
+
       async viewerOf(this: EventBusThis, tenantId: string, userId: string): Promise<Viewer> {
         // Rooms are connection-level; a poller sees the rooms its user is in on any device. Without
         // the rooms service it still sees tenant-wide and personal events.
@@ -374,6 +407,7 @@ export function createEventBusService(config: Config): ServiceSchema {
     },
 
     async stopped(this: EventBusThis) {
+      this.stopping = true;
       await this.log.close();
       await this.rateLimits.close();
       await this.handoff.close();

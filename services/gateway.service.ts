@@ -36,6 +36,9 @@ import { appSink } from "../protocols/app/app-sink";
 import { deviceOf } from "../protocols/connection";
 import { checkDisconnect, systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
 import type { DisconnectNotice } from "../lib/push";
+import { RawWsAdapter, WS_RELAY_EVENT, type WsRelay } from "../protocols/ws/ws-adapter";
+import { Seed002Polling, seed002PollActions, seed002PollRoute } from "../protocols/ws/ws-poll";
+import type { Server as HttpServer } from "node:http";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -73,6 +76,11 @@ interface GatewayThis extends Service, GatewayHost {
   registerConnection(state: ConnectionState): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+  /** moleculer-web's HTTP server (REST, Socket.IO and the seed 002 raw WebSocket share it). */
+  server: HttpServer;
+  /** Seed 002: the raw WebSocket at WS_RAW_PATH and its HTTP polling fallback. */
+  rawWs: RawWsAdapter;
+  rawPolling: Seed002Polling;
   consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
 }
 
@@ -184,7 +192,9 @@ export function createGatewayService(config: Config): ServiceSchema {
             "GET /rooms/:roomId": "rooms.get",
             "PATCH /rooms/:roomId": "rooms.update"
           }
-        }
+        },
+        // Seed 002 HTTP polling fallback (protocols/ws/ws-poll.ts): JWT only, seed error shape.
+        seed002PollRoute()
       ],
 
       async onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
@@ -203,6 +213,8 @@ export function createGatewayService(config: Config): ServiceSchema {
           maxHttpBufferSize: Math.max(1024 * 1024, config.wsMaxPayloadBytes * 4),
           connectTimeout: 10_000,
           adapter: HoldingAdapter,
+          // Upgrades for other paths (the seed 002 raw WebSocket) are not engine.io's to end.
+          destroyUpgrade: false,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
         namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} }, [APP_NAMESPACE]: appNamespace() }
@@ -220,6 +232,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       listAliases: false,
       addRoute: false,
       removeRoute: false,
+
+      // Seed 002 polling: realtimePoll, realtimeMissed.
+      ...seed002PollActions(),
 
       /**
        * Push an event to clients from inside the cluster (event bus, other services, operators):
@@ -293,6 +308,11 @@ export function createGatewayService(config: Config): ServiceSchema {
               rooms: [...state.rooms],
               connectedAt: new Date(state.connectedAt).toISOString()
             });
+          }
+          // Seed 002 raw WebSocket connections, under their path.
+          for (const state of this.rawWs.states()) {
+            if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
+            list.push({ namespace: this.config.wsRawPath, connectionId: state.connectionId, clientId: state.clientId, tenantId: state.tenantId, userId: state.userId, rooms: [], connectedAt: new Date(state.connectedAt).toISOString() });
           }
           return { nodeID: this.broker.nodeID, count: list.length, connections: list };
         }
@@ -372,6 +392,12 @@ export function createGatewayService(config: Config): ServiceSchema {
         handler(this: GatewayThis, ctx: Context<MembersRemovedNotice>) {
           this.eachSink(sink => sink.membersRemoved?.(ctx.params));
         }
+      },
+      /** Seed 002 class A relays (typing) for this node's raw WebSocket connections. */
+      [WS_RELAY_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<WsRelay>) {
+          this.rawWs?.relayLocal(ctx.params);
+        }
       }
     },
 
@@ -385,7 +411,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       connectionCount(this: GatewayThis) {
-        return this.pf2().sockets.size + this.app().sockets.size;
+        return this.pf2().sockets.size + this.app().sockets.size + (this.rawWs?.size ?? 0);
       },
 
       releaseConnection(this: GatewayThis, socket: Socket) {
@@ -575,7 +601,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         if (log) return readVisible((a, l) => log.read(tenantId, a, l), after, limit, viewer);
         return this.broker.call<ReadResult, object>(
           "eventbus.read",
-          { tenantId, userId: viewer.userId, rooms: [...viewer.rooms], ...(after !== undefined ? { after } : {}), limit },
+          { tenantId, userId: viewer.userId, rooms: [...viewer.rooms], ...(after !== undefined ? { after } : {}), limit, ...(viewer.eventTypes ? { eventTypes: [...viewer.eventTypes] } : {}) },
           { timeout: 10_000, retries: 0 }
         );
       },
@@ -622,9 +648,9 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Refreshes presence of every local connection; re-registers those the store lost. */
       async heartbeatConnections(this: GatewayThis) {
-        const sockets = [...this.pf2().sockets.values(), ...this.app().sockets.values()];
-        for (let start = 0; start < sockets.length; start += HEARTBEAT_CHUNK) {
-          const chunk = sockets.slice(start, start + HEARTBEAT_CHUNK).map(stateOf);
+        const states = [...[...this.pf2().sockets.values(), ...this.app().sockets.values()].map(stateOf), ...this.rawWs.states()];
+        for (let start = 0; start < states.length; start += HEARTBEAT_CHUNK) {
+          const chunk = states.slice(start, start + HEARTBEAT_CHUNK);
           const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
           const { unknown } = await this.broker.call<{ unknown: typeof refs }, { connections: typeof refs }>(
             "presence.heartbeat",
@@ -740,7 +766,9 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
-      this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app())];
+      this.rawWs = new RawWsAdapter(this);
+      this.rawPolling = new Seed002Polling(this);
+      this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app()), this.rawWs.sink()];
       this.appendBatcher = new AppendBatcher(events =>
         this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
       );
@@ -764,11 +792,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.heartbeatConnections().catch((err: Error) => this.logger.warn("Presence heartbeat failed", { error: err.message }));
       }, everyMs);
       this.heartbeatTimer.unref();
+      this.rawWs.attach(this.server);
     },
 
     async stopped(this: GatewayThis) {
       this.accepting = false;
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      await this.rawWs.close();
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
       await this.eventLog?.close();

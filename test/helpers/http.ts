@@ -61,3 +61,30 @@ export function seedErrorProblem(answer: Answer): string | undefined {
   if (!/^application\/json/.test(String(answer.headers["content-type"]))) return `content-type ${String(answer.headers["content-type"])}`;
   return undefined;
 }
+
+/** Seed 002's error codes (its HTTP polling fallback under /api/v1/realtime) and their statuses. */
+export const SEED002_STATUS: Record<string, number[]> = {
+  MISSING_TOKEN: [401],
+  INVALID_TOKEN: [401],
+  TOKEN_EXPIRED: [401],
+  INVALID_MESSAGE: [400, 413],
+  AUTHZ_FAILED: [403],
+  NOT_FOUND: [404],
+  RATE_LIMITED: [429],
+  INTERNAL_ERROR: [500, 503]
+};
+
+/** As seedErrorProblem, for seed 002's error body `{code, message, details?}`. */
+export function seed002ErrorProblem(answer: Answer): string | undefined {
+  const body = answer.body;
+  if (!body || typeof body !== "object") return `status ${answer.status} without a JSON body: ${answer.text.slice(0, 120)}`;
+  const extra = Object.keys(body).filter(k => !["code", "message", "details"].includes(k));
+  if (extra.length > 0) return `unexpected fields ${extra.join(",")}`;
+  if (typeof body.message !== "string") return "message is not a string";
+  const statuses = SEED002_STATUS[body.code as string];
+  if (!statuses) return `unknown code ${String(body.code)}`;
+  if (!statuses.includes(answer.status)) return `code ${String(body.code)} with status ${answer.status}`;
+  if (/\bstack\b|\n\s+at |node_modules|\.ts:\d+|\.js:\d+/.test(answer.text)) return "a stack or source path leaked";
+  if (!/^application\/json/.test(String(answer.headers["content-type"]))) return `content-type ${String(answer.headers["content-type"])}`;
+  return undefined;
+}

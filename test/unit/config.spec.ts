@@ -58,7 +58,11 @@ describe("loadConfig", () => {
       reconciliationHistorySize: 10000,
       reconciliationSnapshotLimit: 1000,
       reconciliationOperationRetentionMs: 604800000,
-      reconciliationMaxRequestBytes: 16777216
+      reconciliationMaxRequestBytes: 16777216,
+      wsRawPath: "/ws",
+      maxConnectionsPerUser: 10,
+      wsRawRateLimit: 100,
+      pollV1RateLimit: 30
     });
   });
 
@@ -103,7 +107,11 @@ describe("loadConfig", () => {
       RECONCILIATION_HISTORY_SIZE: "50",
       RECONCILIATION_SNAPSHOT_LIMIT: "10",
       RECONCILIATION_OPERATION_RETENTION: "86400000",
-      RECONCILIATION_MAX_REQUEST_BYTES: "65536"
+      RECONCILIATION_MAX_REQUEST_BYTES: "65536",
+      WS_RAW_PATH: "/raw",
+      MAX_CONNECTIONS: "4",
+      WS_RAW_RATE_LIMIT: "50",
+      POLL_V1_RATE_LIMIT: "12"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -146,7 +154,11 @@ describe("loadConfig", () => {
       reconciliationHistorySize: 50,
       reconciliationSnapshotLimit: 10,
       reconciliationOperationRetentionMs: 86400000,
-      reconciliationMaxRequestBytes: 65536
+      reconciliationMaxRequestBytes: 65536,
+      wsRawPath: "/raw",
+      maxConnectionsPerUser: 4,
+      wsRawRateLimit: 50,
+      pollV1RateLimit: 12
     });
   });
 
@@ -193,7 +205,14 @@ describe("loadConfig", () => {
     ["EVENT_BUS_CONSUMER_GROUP", "a*b"],
     ["DATABASE_URL", "mysql://db/rt"],
     ["JWT_CLOCK_SKEW_SECONDS", "-1"],
-    ["API_RATE_LIMIT", "0"]
+    ["API_RATE_LIMIT", "0"],
+    ["MAX_CONNECTIONS", "0"],
+    ["WS_RAW_RATE_LIMIT", "x"],
+    ["POLL_V1_RATE_LIMIT", "0"],
+    ["WS_RAW_PATH", "ws"],
+    ["WS_RAW_PATH", "/socket.io"],
+    ["WS_RAW_PATH", "/socket.io/raw"],
+    ["WS_RAW_PATH", "/w s"]
   ])("refuses %s=%j", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
