@@ -53,6 +53,20 @@ export interface Config {
   databaseUrl: string | undefined;
   /** DATA_DIR: where embedded-default stores keep files across restarts (audit log). */
   dataDir: string;
+  /**
+   * SHUTDOWN_TIMEOUT_MS: on SIGTERM the process exits within this bound. A gateway stops accepting,
+   * tells its clients to reconnect elsewhere, waits up to half of it for in-flight messages to
+   * become durable and acknowledged, then disconnects them; past the bound the process exits anyway.
+   */
+  shutdownTimeoutMs: number;
+  /**
+   * WS_MAX_BUFFERED_MESSAGES: server→client messages a connection may have waiting to be written
+   * (its client is not reading). Class A traffic is shed as soon as anything waits; past this limit
+   * the connection is closed (`slow_consumer`).
+   */
+  wsMaxBufferedMessages: number;
+  /** WS_MAX_BUFFERED_BYTES: the same limit in bytes (waiting messages plus the write in progress). */
+  wsMaxBufferedBytes: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -116,6 +130,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     pollRateLimit: intFrom(env, "POLL_RATE_LIMIT", 60, 1),
     databaseUrl: stringFrom(env, "DATABASE_URL"),
     dataDir: stringFrom(env, "DATA_DIR") ?? "./data",
+    shutdownTimeoutMs: intFrom(env, "SHUTDOWN_TIMEOUT_MS", 30_000, 1000),
+    wsMaxBufferedMessages: intFrom(env, "WS_MAX_BUFFERED_MESSAGES", 1000, 1),
+    wsMaxBufferedBytes: intFrom(env, "WS_MAX_BUFFERED_BYTES", 8 * 1024 * 1024, 1024),
     ...overrides
   };
   if (config.redisUrl && !/^rediss?:\/\//.test(config.redisUrl)) {

@@ -6,7 +6,8 @@ import type { Delivery } from "../lib/delivery";
 import type { RateLimitResult } from "../stores/rate-limit";
 import type { CallerMeta } from "../lib/context";
 import type { Viewer } from "../lib/visibility";
-import type { BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
+import type { AppendResult, BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
+import type { InFlight } from "./shutdown";
 
 /** What the gateway keeps per Socket.IO connection (in `socket.data`). */
 export interface ConnectionState {
@@ -35,6 +36,10 @@ export type QuotaBucket = "message" | "control";
 export interface GatewayHost {
   config: Config;
   nodeID: string;
+  /** False once the node is shutting down: client events are then refused (`shutting_down`). */
+  accepting: boolean;
+  /** Work in progress that a graceful shutdown waits for; adapters track each client event in it. */
+  inFlight: InFlight;
   /** Sends an event to the target's sockets on every gateway node. */
   deliver(delivery: Delivery): Promise<void>;
   /** Counts one event of the connection against its per-minute limit. */
@@ -43,6 +48,8 @@ export interface GatewayHost {
   callAs<T>(state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T>;
   /** Appends to the tenant's log; resolves once durable, rejects when the log is unreachable. */
   appendEvent(event: BusEvent): Promise<StoredEvent>;
+  /** Like appendEvent, and says whether the eventId was already in the log (nothing written then). */
+  appendOnce(event: BusEvent): Promise<AppendResult>;
   /** The newest `count` events of the tenant's log, oldest first. */
   tailEvents(tenantId: string, count: number): Promise<StoredEvent[]>;
   /** Reads what `viewer` may see of the tenant's log after a position. */

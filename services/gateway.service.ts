@@ -19,12 +19,16 @@ import { authenticateRequest, bindTenant, sendRestError } from "../protocols/res
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
-import { comparePositions, createEventLog, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
+import { comparePositions, createEventLog, type AppendResult, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { readVisible, type Viewer } from "../lib/visibility";
 import { HoldingAdapter } from "../protocols/holding-adapter";
 import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
+// Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
+import { InFlight, SLOW_CONSUMER, drainGateway, emitNotice } from "../protocols/shutdown";
+import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
+import { transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -45,6 +49,11 @@ interface GatewayThis extends Service, GatewayHost {
   heartbeatTimer?: NodeJS.Timeout;
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
+  /** Client events being handled and disconnect clean-ups, awaited by the graceful shutdown. */
+  inFlight: InFlight;
+  shedSlowConsumer(conn: EngineConnection, backlog: OutboundBacklog): void;
+  /** Re-registers presence and rooms right after Redis returns (it may have lost them). */
+  recoverAfterRedis(): Promise<void>;
   pf2(): Namespace;
   onPf2Connection(socket: Socket): Promise<void>;
   onPf2Disconnect(socket: Socket): Promise<void>;
@@ -339,7 +348,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           if (typeof ack === "function") (ack as (b: unknown) => void)(body);
         });
         socket.on("disconnect", () => {
-          this.onPf2Disconnect(socket).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
+          this.inFlight.track(this.onPf2Disconnect(socket)).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
         });
         scheduleExpiry(socket, state);
         await this.registerConnection(state);
@@ -370,6 +379,12 @@ export function createGatewayService(config: Config): ServiceSchema {
           socket.emit(PF2_EVENTS.connected, { ...connectedEvent(state), rooms: [...state.rooms], recovered: !page.lost, ...(page.lost ? { lastEventId: page.next } : {}) });
           while (!page.lost && socket.connected) {
             for (const stored of page.events) {
+              // Paced by the client's reading, so a long replay never trips the slow-consumer limit.
+              if (!(await whenBacklogBelow(socket, Math.floor(this.config.wsMaxBufferedMessages / 2), this.config.wsPingTimeoutMs))) {
+                const conn = socket.conn as unknown as EngineConnection;
+                if (conn.readyState === "open") this.shedSlowConsumer(conn, outboundBacklog(conn));
+                return;
+              }
               const [name, payload] = pf2EventOf(stored);
               socket.emit(name, payload);
               lastSent = stored.position;
@@ -397,9 +412,12 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async appendEvent(this: GatewayThis, event: BusEvent): Promise<StoredEvent> {
-        if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
-        const result = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
-        return result.event;
+        return (await this.appendOnce(event)).event;
+      },
+
+      async appendOnce(this: GatewayThis, event: BusEvent): Promise<AppendResult> {
+        if (this.eventLog) return this.eventLog.append(event.tenantId, event, Date.now());
+        return this.broker.call<AppendResult, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
       },
 
       async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
@@ -510,6 +528,40 @@ export function createGatewayService(config: Config): ServiceSchema {
         });
       },
 
+      // --- Resilience (issue 6) ---------------------------------------------------------------
+
+      /** A connection whose client stopped reading: tell it (queued behind its backlog) and close it. */
+      shedSlowConsumer(this: GatewayThis, conn: EngineConnection, backlog: OutboundBacklog) {
+        const limits = { maxMessages: this.config.wsMaxBufferedMessages, maxBytes: this.config.wsMaxBufferedBytes };
+        for (const nsp of [this.pf2(), this.io.of(feed.namespace)]) {
+          for (const socket of nsp.sockets.values()) {
+            if ((socket.conn as unknown) !== conn) continue;
+            const state = socket.data as Partial<ConnectionState>;
+            this.logger.warn("Slow consumer disconnected", { tenantId: state.tenantId, connectionId: socket.id, ...backlog });
+            emitNotice(socket, "Too many messages are waiting for this connection; reconnect and resume from your last position", {
+              reason: SLOW_CONSUMER,
+              retryable: true,
+              buffered: backlog,
+              limits
+            });
+          }
+        }
+        closeSlowConsumer(conn);
+      },
+
+      async recoverAfterRedis(this: GatewayThis) {
+        // The services' own Redis clients reconnect within about a second too: retry briefly.
+        for (const waitMs of [0, 500, 1000, 1500]) {
+          await new Promise(resolve => setTimeout(resolve, waitMs));
+          try {
+            await this.heartbeatConnections();
+            return;
+          } catch (err) {
+            this.logger.debug("Presence re-registration after Redis returned failed; retrying", { error: (err as Error).message });
+          }
+        }
+      },
+
       async healthReport(this: GatewayThis) {
         const now = new Date().toISOString();
         const active = this.io ? this.pf2().sockets.size : 0;
@@ -522,31 +574,39 @@ export function createGatewayService(config: Config): ServiceSchema {
             lastCheck: now
           }
         };
-        let degraded = false;
-        if (this.redis) {
-          try {
-            const latency = await pingLatencyMs(this.redis);
-            services.redis = { status: "healthy", latency: Math.round(latency * 100) / 100, lastCheck: now };
-          } catch (err) {
-            degraded = true;
-            services.redis = { status: "unhealthy", error: (err as Error).message, lastCheck: now };
+        // Every dependency that is down is named in `degradedBy` (issue 6: say which).
+        const degradedBy: string[] = [];
+        const transporter = transporterStatus(this.broker);
+        if (transporter) {
+          services.transporter = {
+            status: transporter.connected ? "healthy" : "unhealthy",
+            connected: transporter.connected,
+            nodes: this.broker.registry.getNodeList({ onlyAvailable: true, withServices: false }).length,
+            reconnects: transporter.reconnects,
+            lastCheck: now
+          };
+          if (!transporter.connected) degradedBy.push("transporter");
+        }
+        const [redis, eventbus] = await Promise.all([
+          this.redis ? pingLatencyMs(this.redis).then(latency => ({ latency }), (err: Error) => ({ error: err.message })) : undefined,
+          this.broker.call<Record<string, unknown>, object>("eventbus.stats", {}, { timeout: 1000, retries: 0 }).catch(() => undefined)
+        ]);
+        if (redis) {
+          if ("latency" in redis) services.redis = { status: "healthy", latency: Math.round(redis.latency * 100) / 100, lastCheck: now };
+          else {
+            services.redis = { status: "unhealthy", error: redis.error, lastCheck: now };
+            degradedBy.push("redis");
           }
         }
-        try {
-          const stats = await this.broker.call<Record<string, unknown>, object>("eventbus.stats", {}, { timeout: 1000, retries: 0 });
-          services.eventbus = { ...stats, lastCheck: now };
-          if (stats.status !== "healthy") degraded = true;
-        } catch {
-          services.eventbus = { status: "unhealthy", lastCheck: now };
-          degraded = true;
-        }
+        services.eventbus = eventbus ? { ...eventbus, lastCheck: now } : { status: "unhealthy", lastCheck: now };
+        if (eventbus?.status !== "healthy") degradedBy.push("eventbus");
         for (const name of ["presence", "rooms"]) {
           const available = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === name);
           services[name] = { status: available ? "healthy" : "unhealthy", lastCheck: now };
-          if (!available) degraded = true;
+          if (!available) degradedBy.push(name);
         }
-        const status = !this.accepting ? "unhealthy" : degraded ? "degraded" : "healthy";
-        return { status, body: { status, services, timestamp: now } };
+        const status = !this.accepting ? "unhealthy" : degradedBy.length > 0 ? "degraded" : "healthy";
+        return { status, body: { status, ...(degradedBy.length > 0 ? { degradedBy } : {}), services, timestamp: now } };
       }
     },
 
@@ -561,6 +621,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
+      this.inFlight = new InFlight();
     },
 
     async started(this: GatewayThis) {
@@ -578,11 +639,27 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.heartbeatConnections().catch((err: Error) => this.logger.warn("Presence heartbeat failed", { error: err.message }));
       }, everyMs);
       this.heartbeatTimer.unref();
+      // --- Resilience (issue 6) ---
+      watchTransporter(this.broker);
+      const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
+      this.io.engine.on("connection", (conn: EngineConnection) => guardOutbound(conn, limits, backlog => this.shedSlowConsumer(conn, backlog)));
+      let redisDown = false;
+      const down = () => (redisDown = true);
+      this.redis?.on("error", down);
+      this.redis?.on("close", down);
+      this.redis?.on("ready", () => {
+        if (!redisDown) return;
+        redisDown = false;
+        this.logger.info("Redis is back; re-registering presence and rooms of local connections");
+        this.recoverAfterRedis().catch(() => undefined);
+      });
     },
 
     async stopped(this: GatewayThis) {
       this.accepting = false;
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      // Graceful shutdown (protocols/shutdown.ts): tell clients, finish in-flight events, close.
+      if (this.io) await drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger);
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
       await this.eventLog?.close();

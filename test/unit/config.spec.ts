@@ -41,7 +41,12 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 1000,
       eventBusStreamMaxLen: 1000000,
       eventBusPublishRateLimit: 1000,
-      pollRateLimit: 60
+      pollRateLimit: 60,
+      databaseUrl: undefined,
+      dataDir: "./data",
+      shutdownTimeoutMs: 30000,
+      wsMaxBufferedMessages: 1000,
+      wsMaxBufferedBytes: 8388608
     });
   });
 
@@ -69,7 +74,12 @@ describe("loadConfig", () => {
       EVENT_BUS_RETRY_DELAY_MS: "250",
       EVENT_BUS_STREAM_MAX_LEN: "5000",
       EVENT_BUS_PUBLISH_RATE_LIMIT: "10",
-      POLL_RATE_LIMIT: "7"
+      POLL_RATE_LIMIT: "7",
+      DATABASE_URL: "postgres://db/app",
+      DATA_DIR: "/var/lib/pf2",
+      SHUTDOWN_TIMEOUT_MS: "5000",
+      WS_MAX_BUFFERED_MESSAGES: "50",
+      WS_MAX_BUFFERED_BYTES: "65536"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -95,7 +105,12 @@ describe("loadConfig", () => {
       eventBusRetryDelayMs: 250,
       eventBusStreamMaxLen: 5000,
       eventBusPublishRateLimit: 10,
-      pollRateLimit: 7
+      pollRateLimit: 7,
+      databaseUrl: "postgres://db/app",
+      dataDir: "/var/lib/pf2",
+      shutdownTimeoutMs: 5000,
+      wsMaxBufferedMessages: 50,
+      wsMaxBufferedBytes: 65536
     });
   });
 

@@ -1,0 +1,90 @@
+import type { Middleware, ServiceBroker } from "moleculer";
+
+/**
+ * Whether this node is connected to the transporter, for `/health`, and a quick re-forming of the
+ * cluster when it reconnects.
+ *
+ * Moleculer's NATS transporter (nats.js v2) reconnects by itself but tells Moleculer nothing: its
+ * `connected` flag stays true while the server is gone, and the cluster re-forms only when the next
+ * heartbeats arrive. Here the client's status stream is followed: a disconnect is reported at once,
+ * and on reconnect the node announces itself and asks the others for theirs.
+ */
+export interface TransporterStatus {
+  connected: boolean;
+  /** When the last change was seen (ms since epoch). */
+  since: number;
+  /** Reconnections since start. */
+  reconnects: number;
+}
+
+interface NatsClientLike {
+  status(): AsyncIterable<{ type: string; data?: unknown }>;
+  isClosed(): boolean;
+}
+
+interface TransitLike {
+  connected: boolean;
+  tx?: { client?: unknown };
+}
+
+interface DiscovererLike {
+  sendLocalNodeInfo(): unknown;
+  discoverAllNodes(): unknown;
+}
+
+const watched = new WeakMap<ServiceBroker, TransporterStatus>();
+
+function natsClientOf(broker: ServiceBroker): NatsClientLike | undefined {
+  const client = (broker.transit as unknown as TransitLike | undefined)?.tx?.client as Partial<NatsClientLike> | undefined;
+  return client && typeof client.status === "function" && typeof client.isClosed === "function" ? (client as NatsClientLike) : undefined;
+}
+
+/** Starts following the transporter of a started broker; idempotent. */
+export function watchTransporter(broker: ServiceBroker): void {
+  if (!broker.transit || watched.has(broker)) return;
+  const status: TransporterStatus = { connected: true, since: Date.now(), reconnects: 0 };
+  watched.set(broker, status);
+  const client = natsClientOf(broker);
+  if (!client) return;
+  void (async () => {
+    for await (const event of client.status()) {
+      if (event.type === "disconnect") {
+        status.connected = false;
+        status.since = Date.now();
+        broker.logger.warn("Transporter disconnected; reconnecting", { server: String(event.data ?? "") });
+      } else if (event.type === "reconnect") {
+        status.connected = true;
+        status.since = Date.now();
+        status.reconnects += 1;
+        broker.logger.info("Transporter reconnected; re-announcing this node", { server: String(event.data ?? "") });
+        const discoverer = (broker.registry as unknown as { discoverer: DiscovererLike }).discoverer;
+        try {
+          await discoverer.sendLocalNodeInfo();
+          await discoverer.discoverAllNodes();
+        } catch (err) {
+          broker.logger.warn("Re-announcing after a reconnect failed", { error: (err as Error).message });
+        }
+      }
+    }
+  })().catch((err: Error) => broker.logger.warn("Transporter status stream ended", { error: err.message }));
+}
+
+/** The transporter's state as this node sees it; undefined without a transporter. */
+export function transporterStatus(broker: ServiceBroker): TransporterStatus | undefined {
+  const transit = broker.transit as unknown as TransitLike | undefined;
+  if (!transit) return undefined;
+  const client = natsClientOf(broker);
+  const known = watched.get(broker);
+  const connected = transit.connected && (known ? known.connected : true) && !(client?.isClosed() ?? false);
+  return { connected, since: known?.since ?? 0, reconnects: known?.reconnects ?? 0 };
+}
+
+/** The middleware that follows the transporter of every node (moleculer.config.ts). */
+export function TransporterWatchMiddleware(): Middleware {
+  return {
+    name: "TransporterWatch",
+    started(broker: ServiceBroker) {
+      watchTransporter(broker);
+    }
+  } as unknown as Middleware;
+}
