@@ -1,4 +1,4 @@
-import type { Middleware, ServiceBroker } from "moleculer";
+import { Errors, type Context, type Middleware, type ServiceBroker } from "moleculer";
 
 /**
  * Whether this node is connected to the transporter, for `/health`, and a quick re-forming of the
@@ -8,6 +8,9 @@ import type { Middleware, ServiceBroker } from "moleculer";
  * `connected` flag stays true while the server is gone, and the cluster re-forms only when the next
  * heartbeats arrive. Here the client's status stream is followed: a disconnect is reported at once,
  * and on reconnect the node announces itself and asks the others for theirs.
+ *
+ * While the transporter is down, calls to remote nodes are refused at once (ServiceNotAvailable)
+ * instead of waiting for their timeout ({@link TransporterWatchMiddleware}).
  */
 export interface TransporterStatus {
   connected: boolean;
@@ -20,6 +23,7 @@ export interface TransporterStatus {
 interface NatsClientLike {
   status(): AsyncIterable<{ type: string; data?: unknown }>;
   isClosed(): boolean;
+  flush(): Promise<void>;
 }
 
 interface TransitLike {
@@ -33,6 +37,18 @@ interface DiscovererLike {
 }
 
 const watched = new WeakMap<ServiceBroker, TransporterStatus>();
+const reconnectListeners = new WeakMap<ServiceBroker, Array<() => void>>();
+
+/** Calls `listener` each time this node's transporter reconnects after losing its server. */
+export function onTransporterReconnect(broker: ServiceBroker, listener: () => void): () => void {
+  const list = reconnectListeners.get(broker) ?? [];
+  list.push(listener);
+  reconnectListeners.set(broker, list);
+  return () => {
+    const current = reconnectListeners.get(broker) ?? [];
+    reconnectListeners.set(broker, current.filter(l => l !== listener));
+  };
+}
 
 function natsClientOf(broker: ServiceBroker): NatsClientLike | undefined {
   const client = (broker.transit as unknown as TransitLike | undefined)?.tx?.client as Partial<NatsClientLike> | undefined;
@@ -64,6 +80,13 @@ export function watchTransporter(broker: ServiceBroker): void {
         } catch (err) {
           broker.logger.warn("Re-announcing after a reconnect failed", { error: (err as Error).message });
         }
+        for (const listener of reconnectListeners.get(broker) ?? []) {
+          try {
+            listener();
+          } catch (err) {
+            broker.logger.warn("Transporter reconnect listener failed", { error: (err as Error).message });
+          }
+        }
       }
     }
   })().catch((err: Error) => broker.logger.warn("Transporter status stream ended", { error: err.message }));
@@ -79,12 +102,52 @@ export function transporterStatus(broker: ServiceBroker): TransporterStatus | un
   return { connected, since: known?.since ?? 0, reconnects: known?.reconnects ?? 0 };
 }
 
-/** The middleware that follows the transporter of every node (moleculer.config.ts). */
+/**
+ * Resolves once the transporter's server has received everything this node sent before the call
+ * (NATS: a PING/PONG round trip); rejects after `timeoutMs` or while disconnected. Without a
+ * transporter, or with one that has no such notion, resolves at once.
+ */
+export async function flushTransporter(broker: ServiceBroker, timeoutMs: number): Promise<void> {
+  if (!broker.transit) return;
+  const status = transporterStatus(broker);
+  if (status && !status.connected) throw new Error("Transporter is disconnected");
+  const client = natsClientOf(broker);
+  if (!client) return;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      client.flush(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Transporter flush timed out after ${timeoutMs} ms`)), timeoutMs);
+      })
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The middleware that follows the transporter of every node (moleculer.config.ts), and refuses
+ * calls to remote nodes at once while it is disconnected (they could only time out).
+ */
 export function TransporterWatchMiddleware(): Middleware {
+  let broker: ServiceBroker | undefined;
   return {
     name: "TransporterWatch",
-    started(broker: ServiceBroker) {
-      watchTransporter(broker);
+    created(b: ServiceBroker) {
+      broker = b;
+    },
+    started(b: ServiceBroker) {
+      watchTransporter(b);
+    },
+    remoteAction(next: (ctx: Context) => Promise<unknown>, action: { name: string }) {
+      return (ctx: Context) => {
+        const status = broker ? transporterStatus(broker) : undefined;
+        if (status && !status.connected) {
+          return Promise.reject(new Errors.ServiceNotAvailableError({ action: action.name, nodeID: ctx.nodeID ?? undefined }));
+        }
+        return next(ctx);
+      };
     }
   } as unknown as Middleware;
 }

@@ -40,8 +40,11 @@ export interface GatewayHost {
   accepting: boolean;
   /** Work in progress that a graceful shutdown waits for; adapters track each client event in it. */
   inFlight: InFlight;
-  /** Sends an event to the target's sockets on every gateway node. */
-  deliver(delivery: Delivery): Promise<void>;
+  /**
+   * Sends an event to the target's sockets on every gateway node. With `confirm`, resolves only once
+   * the transporter holds the broadcast (use it before acknowledging a logged event).
+   */
+  deliver(delivery: Delivery, options?: { confirm?: boolean }): Promise<void>;
   /** Counts one event of the connection against its per-minute limit. */
   consumeQuota(state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult>;
   /** Calls a service action on behalf of the connection's user (tenant-checked by the callee). */

@@ -21,6 +21,8 @@ import type { EngineConnection } from "./outbound-guard";
 /** What the client is told when its gateway shuts down or sheds it. */
 export const SHUTTING_DOWN = "shutting_down";
 export const SLOW_CONSUMER = "slow_consumer";
+/** The node's transporter came back after an outage: traffic from other nodes may have been missed. */
+export const RESYNC = "resync";
 
 /** Lets cross-node deliveries already sent to this gateway reach its clients before they go. */
 export const SETTLE_MS = 250;

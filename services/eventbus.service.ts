@@ -124,7 +124,11 @@ export function createEventBusService(config: Config): ServiceSchema {
           // without handing it to the consumer groups.
           const markedNow = channelled ? await this.handoff.begin(tenantId, event.eventId, Date.now()) : false;
           const { event: stored, duplicate } = await this.store(tenantId, event);
-          if (!duplicate) {
+          // A retry of an attempt that did not finish (its mark was still set) may find the event
+          // stored but never pushed: push it again (clients drop duplicates by eventId). An
+          // ordinary duplicate is not pushed twice.
+          const unfinishedRetry = duplicate && channelled && !markedNow;
+          if (!duplicate || unfinishedRetry) {
             const delivery: Delivery = { tenantId, target: deliveryTargetOf(stored.audience), event: BUS_SOCKET_EVENT, payload: stored };
             // Realtime is best effort on top of the durable log: a client that misses it replays it.
             await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));

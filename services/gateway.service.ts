@@ -26,9 +26,9 @@ import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
 // Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
-import { InFlight, SLOW_CONSUMER, drainGateway, emitNotice } from "../protocols/shutdown";
+import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, shutdownDetails } from "../protocols/shutdown";
 import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
-import { transporterStatus, watchTransporter } from "../lib/transporter-status";
+import { flushTransporter, onTransporterReconnect, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -54,6 +54,9 @@ interface GatewayThis extends Service, GatewayHost {
   shedSlowConsumer(conn: EngineConnection, backlog: OutboundBacklog): void;
   /** Re-registers presence and rooms right after Redis returns (it may have lost them). */
   recoverAfterRedis(): Promise<void>;
+  /** After the transporter came back: clients may have missed traffic from other nodes; make them resume. */
+  resyncClients(): void;
+  stopWatchingTransporter?: () => void;
   pf2(): Namespace;
   onPf2Connection(socket: Socket): Promise<void>;
   onPf2Disconnect(socket: Socket): Promise<void>;
@@ -65,6 +68,8 @@ interface GatewayThis extends Service, GatewayHost {
 
 const MINUTE_MS = 60_000;
 const HEARTBEAT_CHUNK = 5000;
+/** How long the transporter may take to confirm a logged event's broadcast before the sender gets an error. */
+const DELIVERY_CONFIRM_TIMEOUT_MS = 2000;
 /** setTimeout's ceiling; tokens living longer are checked again at the next ceiling. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Client events PF-2 defines; anything else gets INVALID_REQUEST instead of silence. */
@@ -416,6 +421,10 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async appendOnce(this: GatewayThis, event: BusEvent): Promise<AppendResult> {
+        // Cut off from the other nodes, an acknowledged event could not reach their clients live.
+        if (transporterStatus(this.broker)?.connected === false) {
+          throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "This node is cut off from the cluster; send it again to another node", { reason: "transporter_unavailable", retryable: true }, 503);
+        }
         if (this.eventLog) return this.eventLog.append(event.tenantId, event, Date.now());
         return this.broker.call<AppendResult, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
       },
@@ -491,7 +500,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       },
 
-      async deliver(this: GatewayThis, delivery: Delivery) {
+      async deliver(this: GatewayThis, delivery: Delivery, options?: { confirm?: boolean }) {
         // Without a transporter this process is the only gateway: emit directly instead of paying
         // for a Moleculer broadcast (context, event routing) on every message.
         if (!this.broker.transit) {
@@ -499,6 +508,22 @@ export function createGatewayService(config: Config): ServiceSchema {
           return;
         }
         await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
+        if (options?.confirm) {
+          // A logged event is acknowledged only once the transporter holds its broadcast: a node
+          // dying right after the ack must not take the only live copy with it (its recipients on
+          // other nodes stay connected and would never replay it).
+          try {
+            await flushTransporter(this.broker, DELIVERY_CONFIRM_TIMEOUT_MS);
+          } catch (err) {
+            const eventId = (delivery.payload as { messageId?: string; eventId?: string } | null);
+            throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "Stored, but its live delivery could not be confirmed; send it again with the same messageId", {
+              reason: "delivery_unconfirmed",
+              retryable: true,
+              messageId: eventId?.messageId ?? eventId?.eventId,
+              cause: (err as Error).message
+            }, 503);
+          }
+        }
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
@@ -547,6 +572,21 @@ export function createGatewayService(config: Config): ServiceSchema {
           }
         }
         closeSlowConsumer(conn);
+      },
+
+      resyncClients(this: GatewayThis) {
+        let count = 0;
+        for (const nsp of [this.pf2(), this.io.of(feed.namespace)]) {
+          for (const socket of nsp.sockets.values()) {
+            count += 1;
+            emitNotice(socket, "This node lost the cluster for a while and may have missed traffic; reconnect and resume from your last position", {
+              ...shutdownDetails(socket),
+              reason: RESYNC
+            });
+            (socket.conn as unknown as EngineConnection).close();
+          }
+        }
+        this.logger.warn("Transporter reconnected: asked local clients to resume", { clients: count });
       },
 
       async recoverAfterRedis(this: GatewayThis) {
@@ -641,6 +681,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.heartbeatTimer.unref();
       // --- Resilience (issue 6) ---
       watchTransporter(this.broker);
+      this.stopWatchingTransporter = onTransporterReconnect(this.broker, () => this.resyncClients());
       const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
       this.io.engine.on("connection", (conn: EngineConnection) => guardOutbound(conn, limits, backlog => this.shedSlowConsumer(conn, backlog)));
       let redisDown = false;
@@ -657,6 +698,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
     async stopped(this: GatewayThis) {
       this.accepting = false;
+      this.stopWatchingTransporter?.();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       // Graceful shutdown (protocols/shutdown.ts): tell clients, finish in-flight events, close.
       if (this.io) await drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger);

@@ -154,7 +154,7 @@ const onMessage: Handler = async (socket, data, ack) => {
     // A retried message is delivered again: the first attempt may have failed between the append
     // and the delivery. Recipients drop what they already have by messageId.
     const [name, payload] = pf2EventOf(stored);
-    await host.deliver({ tenantId: state.tenantId, target, event: name, payload });
+    await host.deliver({ tenantId: state.tenantId, target, event: name, payload }, { confirm: true });
     const answer = { messageId: stored.eventId, position: stored.position };
     socket.emit(PF2_EVENTS.messageAck, answer);
     ack?.(answer);

@@ -18,6 +18,7 @@ interface ServiceHealth {
 
 interface HealthBody {
   status: "healthy" | "degraded" | "unhealthy";
+  degradedBy?: string[];
   services: Record<string, ServiceHealth>;
   timestamp: string;
 }
