@@ -68,6 +68,9 @@ export function watchTransporter(broker: ServiceBroker): void {
         status.connected = false;
         status.since = Date.now();
         broker.logger.warn("Transporter disconnected; reconnecting", { server: String(event.data ?? "") });
+        // Replies sent while this node is away are lost (core NATS keeps nothing for it): calls in
+        // flight to other nodes fail now instead of at their timeout.
+        rejectRemoteCalls(broker);
       } else if (event.type === "reconnect") {
         status.connected = true;
         status.since = Date.now();
@@ -90,6 +93,12 @@ export function watchTransporter(broker: ServiceBroker): void {
       }
     }
   })().catch((err: Error) => broker.logger.warn("Transporter status stream ended", { error: err.message }));
+}
+
+function rejectRemoteCalls(broker: ServiceBroker) {
+  const transit = broker.transit as unknown as { removePendingRequestByNodeID?(nodeID: string): void };
+  const nodes = (broker.registry as unknown as { nodes: { toArray(): Array<{ id: string; local: boolean }> } }).nodes.toArray();
+  for (const node of nodes) if (!node.local) transit.removePendingRequestByNodeID?.(node.id);
 }
 
 /** The transporter's state as this node sees it; undefined without a transporter. */
