@@ -6,13 +6,16 @@ import type { EngineConnection } from "./outbound-guard";
 /**
  * Graceful shutdown of a gateway (SIGTERM → broker.stop → the gateway's `stopped`):
  *
- * 1. the caller stops accepting: `/health/ready` answers 503 and new handshakes are refused with
- *    `INTERNAL_ERROR`, `details.reason: "shutting_down"`;
+ * 1. the caller stops accepting the moment the node starts stopping: `/health/ready` answers 503,
+ *    new handshakes are refused with `INTERNAL_ERROR`, `details.reason: "shutting_down"`, and
+ *    logged (B/C) traffic is no longer emitted to local clients ({@link isLogged}): the other nodes
+ *    stop relaying to this one at that moment, and a client must not receive later events of its
+ *    own node while missing earlier ones of others (its cursor would skip them). It replays all of
+ *    it from its cursor on the next node;
  * 2. every connected client is told to reconnect elsewhere (the PF-2 `error` event below);
  * 3. new client events are refused the same way, while events already being handled (appends,
  *    acknowledgements) finish: {@link InFlight} waits for them, up to half of SHUTDOWN_TIMEOUT_MS;
- * 4. cross-node deliveries already on the wire get {@link SETTLE_MS} to land;
- * 5. the connections are closed (gracefully, then hard), and their clean-up (presence, rooms) is
+ * 4. the connections are closed (gracefully, then hard), and their clean-up (presence, rooms) is
  *    awaited within the remaining budget.
  *
  * The process itself exits at SHUTDOWN_TIMEOUT_MS at the latest (moleculer.config.ts).
@@ -24,8 +27,11 @@ export const SLOW_CONSUMER = "slow_consumer";
 /** The node's transporter came back after an outage: traffic from other nodes may have been missed. */
 export const RESYNC = "resync";
 
-/** Lets cross-node deliveries already sent to this gateway reach its clients before they go. */
-export const SETTLE_MS = 250;
+/** A delivery of a logged event (class B/C message or bus event): it carries its log position. */
+export function isLogged(delivery: { payload: unknown }): boolean {
+  const payload = delivery.payload as { position?: unknown } | null;
+  return typeof payload === "object" && payload !== null && typeof payload.position === "string";
+}
 
 /** Counts work in progress (client events being handled, disconnect clean-ups). */
 export class InFlight {
@@ -103,7 +109,7 @@ export interface DrainReport {
 }
 
 /**
- * Steps 2-5 above. `budgetMs` is SHUTDOWN_TIMEOUT_MS; the caller has already stopped accepting.
+ * Steps 2-4 above. `budgetMs` is SHUTDOWN_TIMEOUT_MS; the caller has already stopped accepting.
  */
 export async function drainGateway(io: IOServer, inFlight: InFlight, budgetMs: number, logger: LoggerInstance): Promise<DrainReport> {
   const started = Date.now();
@@ -118,7 +124,6 @@ export async function drainGateway(io: IOServer, inFlight: InFlight, budgetMs: n
   const finished = await inFlight.idle(Math.floor(budgetMs / 2));
   const unfinished = finished ? 0 : inFlight.size;
   if (!finished) logger.warn("Shutdown: client events still running after half the shutdown budget", { unfinished });
-  await delay(Math.min(SETTLE_MS, Math.floor(budgetMs / 10)));
 
   // Close every connection; engine.io writes what is queued first, so the notice and the last
   // acknowledgements reach clients that read.

@@ -26,7 +26,7 @@ import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
 import { roomChannel } from "../lib/keys";
 import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFeedEvent } from "../protocols/feed/feed-adapter";
 // Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
-import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, shutdownDetails } from "../protocols/shutdown";
+import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, isLogged, shutdownDetails } from "../protocols/shutdown";
 import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
 import { flushTransporter, onTransporterReconnect, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
@@ -49,6 +49,12 @@ interface GatewayThis extends Service, GatewayHost {
   heartbeatTimer?: NodeJS.Timeout;
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
+  /**
+   * Set the moment the node starts stopping, when the other nodes stop relaying traffic to it: from
+   * then on logged (B/C) traffic is no longer emitted to local clients, so no client's cursor moves
+   * past something it did not get; they replay it from the log on their next node.
+   */
+  draining: boolean;
   /** Client events being handled and disconnect clean-ups, awaited by the graceful shutdown. */
   inFlight: InFlight;
   shedSlowConsumer(conn: EngineConnection, backlog: OutboundBacklog): void;
@@ -265,6 +271,7 @@ export function createGatewayService(config: Config): ServiceSchema {
     events: {
       [DELIVERY_EVENT]: {
         handler(this: GatewayThis, ctx: Context<Delivery>) {
+          if (this.draining && isLogged(ctx.params)) return;
           emitLocally(this.io.of(ctx.params.namespace ?? "/"), ctx.params);
         }
       }
@@ -504,7 +511,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         // Without a transporter this process is the only gateway: emit directly instead of paying
         // for a Moleculer broadcast (context, event routing) on every message.
         if (!this.broker.transit) {
-          emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+          if (!(this.draining && isLogged(delivery))) emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
           return;
         }
         await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
@@ -661,7 +668,16 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
+      this.draining = false;
       this.inFlight = new InFlight();
+      // broker.stop first tells the cluster this node is gone (the other gateways stop relaying to
+      // it) and only later stops the services: begin the drain at that first moment.
+      const stop = this.broker.stop.bind(this.broker);
+      this.broker.stop = () => {
+        this.accepting = false;
+        this.draining = true;
+        return stop();
+      };
     },
 
     async started(this: GatewayThis) {

@@ -108,7 +108,7 @@ describe("failover: a gateway process killed with SIGKILL under load", () => {
     const afterGone = Date.now();
     await expect(services.broker.call("gateway.connections", {}, { nodeID: gw1NodeID })).rejects.toMatchObject({ type: expect.stringMatching(/SERVICE_NOT_(AVAILABLE|FOUND)/) });
     const failFastMs = Date.now() - afterGone;
-    expect(failFastMs).toBeLessThan(1000);
+    expect(failFastMs).toBeLessThan(3000); // at once, not after the request timeout
 
     await delay(1500);
     await Promise.all([p1.halt(), p2.halt(), rest.halt()]);
@@ -211,7 +211,7 @@ describe("failover: the node running eventbus killed with SIGKILL under load", (
     const refusedMs = Date.now() - refusedStarted;
     expect(refused.status).toBe(503);
     expect(await refused.json()).toMatchObject({ code: "INTERNAL_ERROR", details: { retryable: true } });
-    expect(refusedMs).toBeLessThan(1000);
+    expect(refusedMs).toBeLessThan(3000); // far below the 10 s request timeout: refused, not timed out
     await delay(1000);
     // Class B/C over sockets went on: the gateways append to Redis themselves.
     expect(p1.acked.length + p2.acked.length).toBeGreaterThan(socketAckedAtKill);
