@@ -12,8 +12,9 @@ import type { Socket } from "socket.io";
  *   transport is not writable: as soon as anything waits, class A is shed, class B/C are queued.
  * - {@link guardOutbound} counts what waits on each connection as it grows; past
  *   WS_MAX_BUFFERED_MESSAGES packets or WS_MAX_BUFFERED_BYTES bytes the connection is closed with
- *   reason `slow_consumer`. Nothing class B/C is lost by that: it is in the log, and the client
- *   resumes from its last position when it reconnects.
+ *   reason `slow_consumer` ({@link closeSlowConsumer}): what waits is dropped, the notice takes its
+ *   place, then the connection closes. Nothing class B/C is lost by that: it is in the log, and
+ *   the client resumes from its last position when it reconnects.
  *
  * The engine.io internals used here (`writeBuffer`, the `packetCreate` and `flush` events,
  * `transport.writable`, the `ws` socket's `bufferedAmount`) are those of engine.io 6.
@@ -38,6 +39,8 @@ export const SLOW_CONSUMER_GRACE_MS = 5000;
 export interface EngineConnection {
   readyState: string;
   writeBuffer: Array<{ data?: unknown }>;
+  /** Send callbacks of the packets in `writeBuffer` (engine.io keeps them beside it). */
+  packetsFn?: unknown[];
   transport: { writable: boolean; name?: string; socket?: { bufferedAmount?: number; terminate?: () => void }; once(event: string, listener: () => void): unknown; off?(event: string, listener: () => void): unknown };
   on(event: string, listener: (...args: any[]) => void): unknown;
   once(event: string, listener: (...args: any[]) => void): unknown;
@@ -87,7 +90,8 @@ export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, on
     if (conn.writeBuffer.length === 0 && conn.transport.writable) return;
     if (backlog.messages > limits.maxMessages || backlog.bytes > limits.maxBytes) {
       state.tripped = true;
-      onOverflow(backlog);
+      // After the current emit has queued its packet, so that the drop includes it.
+      queueMicrotask(() => onOverflow(backlog));
     }
   });
   conn.on("flush", () => {
@@ -96,13 +100,21 @@ export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, on
 }
 
 /**
- * Closes a slow consumer's connection: gracefully first (engine.io accepts no new packet from
- * now on, so the backlog stops growing, and a client that is merely slow still reads the notice
- * queued before), then hard after {@link SLOW_CONSUMER_GRACE_MS} if it has not drained by then.
+ * Closes a slow consumer's connection. The packets still waiting are dropped (class B/C ones are
+ * replayed from the log on resume) and `notify` queues the notice in their place, so the client
+ * reads it right after the write already in progress. Then the connection closes gracefully:
+ * engine.io accepts no new packet from now on, and a client that is merely slow still reads the
+ * notice; one that does not drain within {@link SLOW_CONSUMER_GRACE_MS} is cut hard.
  */
-export function closeSlowConsumer(conn: EngineConnection, graceMs = SLOW_CONSUMER_GRACE_MS): void {
+export function closeSlowConsumer(conn: EngineConnection, notify: () => void = () => undefined, graceMs = SLOW_CONSUMER_GRACE_MS): void {
+  if (conn.readyState !== "open") return;
+  conn.writeBuffer.splice(0);
+  if (conn.packetsFn) conn.packetsFn.splice(0);
+  const state = guards.get(conn);
+  if (state) state.queuedBytes = 0;
+  notify();
   conn.close();
-  if (conn.readyState === "closed") return;
+  if ((conn.readyState as string) === "closed") return;
   const timer = setTimeout(() => {
     if (conn.readyState === "closed") return;
     const ws = conn.transport.socket;

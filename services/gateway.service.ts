@@ -565,20 +565,20 @@ export function createGatewayService(config: Config): ServiceSchema {
       /** A connection whose client stopped reading: tell it (queued behind its backlog) and close it. */
       shedSlowConsumer(this: GatewayThis, conn: EngineConnection, backlog: OutboundBacklog) {
         const limits = { maxMessages: this.config.wsMaxBufferedMessages, maxBytes: this.config.wsMaxBufferedBytes };
-        for (const nsp of [this.pf2(), this.io.of(feed.namespace)]) {
-          for (const socket of nsp.sockets.values()) {
-            if ((socket.conn as unknown) !== conn) continue;
+        const sockets = [this.pf2(), this.io.of(feed.namespace)].flatMap(nsp => [...nsp.sockets.values()].filter(socket => (socket.conn as unknown) === conn));
+        closeSlowConsumer(conn, () => {
+          for (const socket of sockets) {
             const state = socket.data as Partial<ConnectionState>;
             this.logger.warn("Slow consumer disconnected", { tenantId: state.tenantId, connectionId: socket.id, ...backlog });
-            emitNotice(socket, "Too many messages are waiting for this connection; reconnect and resume from your last position", {
+            emitNotice(socket, "Too many messages were waiting for this connection; reconnect and resume from your last position", {
               reason: SLOW_CONSUMER,
               retryable: true,
+              reconnect: true,
               buffered: backlog,
               limits
             });
           }
-        }
-        closeSlowConsumer(conn);
+        });
       },
 
       resyncClients(this: GatewayThis) {
