@@ -55,6 +55,12 @@ interface GatewayThis extends Service, GatewayHost {
    * past something it did not get; they replay it from the log on their next node.
    */
   draining: boolean;
+  /**
+   * Clients are accepted from this time on (ms): one heartbeat after start, when every other node
+   * has learnt that this gateway exists and relays its clients' traffic here. Before that a
+   * client could miss what other gateways publish while its cursor moves on.
+   */
+  joinedAt: number;
   /** Client events being handled and disconnect clean-ups, awaited by the graceful shutdown. */
   inFlight: InFlight;
   shedSlowConsumer(conn: EngineConnection, backlog: OutboundBacklog): void;
@@ -261,7 +267,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       ready: {
         handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
           const active = this.pf2().sockets.size;
-          const ready = this.accepting && active < this.config.wsMaxConnections;
+          const ready = this.accepting && Date.now() >= this.joinedAt && active < this.config.wsMaxConnections;
           if (!ready) ctx.meta.$statusCode = 503;
           return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
         }
@@ -303,6 +309,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       async socketAuthorize(this: GatewayThis, socket: Socket) {
         if (!this.accepting) {
           throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
+        }
+        if (Date.now() < this.joinedAt) {
+          throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is joining the cluster; retry shortly", { reason: "starting", retryable: true, retryAfterMs: this.joinedAt - Date.now() }));
         }
         if (this.pf2().sockets.size >= this.config.wsMaxConnections) {
           throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
@@ -669,6 +678,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       }
       this.accepting = true;
       this.draining = false;
+      this.joinedAt = Number.POSITIVE_INFINITY;
       this.inFlight = new InFlight();
       // broker.stop first tells the cluster this node is gone (the other gateways stop relaying to
       // it) and only later stops the services: begin the drain at that first moment.
@@ -696,8 +706,14 @@ export function createGatewayService(config: Config): ServiceSchema {
       }, everyMs);
       this.heartbeatTimer.unref();
       // --- Resilience (issue 6) ---
+      const joinGraceMs = this.broker.transit ? clusterJoinGraceMs(this.broker) : 0;
+      this.joinedAt = Date.now() + joinGraceMs;
       watchTransporter(this.broker);
-      this.stopWatchingTransporter = onTransporterReconnect(this.broker, () => this.resyncClients());
+      // After a reconnect the other nodes learn again that this one exists; once they have, the
+      // local clients resume (what they missed meanwhile is replayed from their cursors).
+      this.stopWatchingTransporter = onTransporterReconnect(this.broker, () => {
+        setTimeout(() => this.resyncClients(), joinGraceMs).unref();
+      });
       const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
       this.io.engine.on("connection", (conn: EngineConnection) => guardOutbound(conn, limits, backlog => this.shedSlowConsumer(conn, backlog)));
       let redisDown = false;
@@ -724,6 +740,12 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (config.redisUrl) await releaseRedis(config.redisUrl);
     }
   });
+}
+
+/** One heartbeat and a margin: by then every node has this one's INFO (a heartbeat from an unknown node triggers discovery). */
+function clusterJoinGraceMs(broker: Service["broker"]): number {
+  const interval = Number((broker.options as { heartbeatInterval?: number }).heartbeatInterval ?? 5);
+  return Math.max(0, interval) * 1000 + 500;
 }
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */
