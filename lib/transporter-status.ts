@@ -37,17 +37,29 @@ interface DiscovererLike {
 }
 
 const watched = new WeakMap<ServiceBroker, TransporterStatus>();
-const reconnectListeners = new WeakMap<ServiceBroker, Array<() => void>>();
+export interface TransporterListener {
+  /** The node lost its transporter's server (it keeps trying to reconnect). */
+  disconnect?(): void;
+  /** It is connected again and has announced itself to the cluster. */
+  reconnect?(): void;
+}
 
-/** Calls `listener` each time this node's transporter reconnects after losing its server. */
-export function onTransporterReconnect(broker: ServiceBroker, listener: () => void): () => void {
-  const list = reconnectListeners.get(broker) ?? [];
-  list.push(listener);
-  reconnectListeners.set(broker, list);
-  return () => {
-    const current = reconnectListeners.get(broker) ?? [];
-    reconnectListeners.set(broker, current.filter(l => l !== listener));
-  };
+const listeners = new WeakMap<ServiceBroker, TransporterListener[]>();
+
+/** Follows this node's transporter losing and regaining its server; returns the unsubscribe function. */
+export function onTransporterChange(broker: ServiceBroker, listener: TransporterListener): () => void {
+  listeners.set(broker, [...(listeners.get(broker) ?? []), listener]);
+  return () => listeners.set(broker, (listeners.get(broker) ?? []).filter(l => l !== listener));
+}
+
+function notify(broker: ServiceBroker, what: keyof TransporterListener) {
+  for (const listener of listeners.get(broker) ?? []) {
+    try {
+      listener[what]?.();
+    } catch (err) {
+      broker.logger.warn("Transporter listener failed", { error: (err as Error).message });
+    }
+  }
 }
 
 function natsClientOf(broker: ServiceBroker): NatsClientLike | undefined {
@@ -71,6 +83,7 @@ export function watchTransporter(broker: ServiceBroker): void {
         // Replies sent while this node is away are lost (core NATS keeps nothing for it): calls in
         // flight to other nodes fail now instead of at their timeout.
         rejectRemoteCalls(broker);
+        notify(broker, "disconnect");
       } else if (event.type === "reconnect") {
         status.connected = true;
         status.since = Date.now();
@@ -83,13 +96,7 @@ export function watchTransporter(broker: ServiceBroker): void {
         } catch (err) {
           broker.logger.warn("Re-announcing after a reconnect failed", { error: (err as Error).message });
         }
-        for (const listener of reconnectListeners.get(broker) ?? []) {
-          try {
-            listener();
-          } catch (err) {
-            broker.logger.warn("Transporter reconnect listener failed", { error: (err as Error).message });
-          }
-        }
+        notify(broker, "reconnect");
       }
     }
   })().catch((err: Error) => broker.logger.warn("Transporter status stream ended", { error: err.message }));
@@ -135,9 +142,13 @@ export async function flushTransporter(broker: ServiceBroker, timeoutMs: number)
   }
 }
 
+/** How often a NATS client retries a lost server (nats.js would wait 2 s). */
+export const NATS_RECONNECT_WAIT_MS = 500;
+
 /**
- * The middleware that follows the transporter of every node (moleculer.config.ts), and refuses
- * calls to remote nodes at once while it is disconnected (they could only time out).
+ * The middleware that follows the transporter of every node (moleculer.config.ts), refuses calls
+ * to remote nodes at once while it is disconnected (they could only time out), and makes the NATS
+ * client retry a lost server every {@link NATS_RECONNECT_WAIT_MS}.
  */
 export function TransporterWatchMiddleware(): Middleware {
   let broker: ServiceBroker | undefined;
@@ -145,6 +156,10 @@ export function TransporterWatchMiddleware(): Middleware {
     name: "TransporterWatch",
     created(b: ServiceBroker) {
       broker = b;
+      // The runner sets `transporter` from the TRANSPORTER string, so client options go here,
+      // before the transporter connects.
+      const tx = (b.transit as unknown as { tx?: { constructor: { name: string }; opts?: Record<string, unknown> } } | undefined)?.tx;
+      if (tx?.opts && tx.constructor.name === "NatsTransporter" && tx.opts.reconnectTimeWait === undefined) tx.opts.reconnectTimeWait = NATS_RECONNECT_WAIT_MS;
     },
     started(b: ServiceBroker) {
       watchTransporter(b);

@@ -28,7 +28,7 @@ import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFe
 // Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
 import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, isLogged, shutdownDetails } from "../protocols/shutdown";
 import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
-import { flushTransporter, onTransporterReconnect, transporterStatus, watchTransporter } from "../lib/transporter-status";
+import { flushTransporter, onTransporterChange, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -55,6 +55,12 @@ interface GatewayThis extends Service, GatewayHost {
    * past something it did not get; they replay it from the log on their next node.
    */
   draining: boolean;
+  /**
+   * Set while this node is cut off from the cluster, until the others know it again and its
+   * clients were asked to resume: logged traffic is neither accepted nor emitted locally, so no
+   * client's live stream skips what other nodes published meanwhile.
+   */
+  suspended: boolean;
   /**
    * Clients are accepted from this time on (ms): one heartbeat after start, when every other node
    * has learnt that this gateway exists and relays its clients' traffic here. Before that a
@@ -277,7 +283,7 @@ export function createGatewayService(config: Config): ServiceSchema {
     events: {
       [DELIVERY_EVENT]: {
         handler(this: GatewayThis, ctx: Context<Delivery>) {
-          if (this.draining && isLogged(ctx.params)) return;
+          if ((this.draining || this.suspended) && isLogged(ctx.params)) return;
           emitLocally(this.io.of(ctx.params.namespace ?? "/"), ctx.params);
         }
       }
@@ -438,7 +444,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async appendOnce(this: GatewayThis, event: BusEvent): Promise<AppendResult> {
         // Cut off from the other nodes, an acknowledged event could not reach their clients live.
-        if (transporterStatus(this.broker)?.connected === false) {
+        if (this.suspended || transporterStatus(this.broker)?.connected === false) {
           throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "This node is cut off from the cluster; send it again to another node", { reason: "transporter_unavailable", retryable: true }, 503);
         }
         if (this.eventLog) return this.eventLog.append(event.tenantId, event, Date.now());
@@ -520,7 +526,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         // Without a transporter this process is the only gateway: emit directly instead of paying
         // for a Moleculer broadcast (context, event routing) on every message.
         if (!this.broker.transit) {
-          if (!(this.draining && isLogged(delivery))) emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+          if (!((this.draining || this.suspended) && isLogged(delivery))) emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
           return;
         }
         await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
@@ -678,6 +684,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       }
       this.accepting = true;
       this.draining = false;
+      this.suspended = false;
       this.joinedAt = Number.POSITIVE_INFINITY;
       this.inFlight = new InFlight();
       // broker.stop first tells the cluster this node is gone (the other gateways stop relaying to
@@ -709,10 +716,23 @@ export function createGatewayService(config: Config): ServiceSchema {
       const joinGraceMs = this.broker.transit ? clusterJoinGraceMs(this.broker) : 0;
       this.joinedAt = Date.now() + joinGraceMs;
       watchTransporter(this.broker);
-      // After a reconnect the other nodes learn again that this one exists; once they have, the
-      // local clients resume (what they missed meanwhile is replayed from their cursors).
-      this.stopWatchingTransporter = onTransporterReconnect(this.broker, () => {
-        setTimeout(() => this.resyncClients(), joinGraceMs).unref();
+      // Cut off from the cluster, the node stops taking and emitting logged traffic. After a
+      // reconnect the other nodes learn again that it exists; once they have, the local clients
+      // resume (what they missed meanwhile is replayed from their cursors) and traffic flows again.
+      let rejoin: NodeJS.Timeout | undefined;
+      this.stopWatchingTransporter = onTransporterChange(this.broker, {
+        disconnect: () => {
+          clearTimeout(rejoin);
+          this.suspended = true;
+        },
+        reconnect: () => {
+          clearTimeout(rejoin);
+          rejoin = setTimeout(() => {
+            this.resyncClients();
+            this.suspended = false;
+          }, joinGraceMs);
+          rejoin.unref();
+        }
       });
       const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
       this.io.engine.on("connection", (conn: EngineConnection) => guardOutbound(conn, limits, backlog => this.shedSlowConsumer(conn, backlog)));

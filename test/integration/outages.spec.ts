@@ -216,6 +216,7 @@ describe(`NATS down for ${OUTAGE_MS / 1000} s, then back`, () => {
     const degradedAfterMs = Date.now() - downAt;
     const polled = await poll;
     expect(polled.status).toBe(503);
+    expect(polled.ms).toBeGreaterThanOrEqual(400); // it was in flight when NATS went, not refused before
     expect(polled.body).toMatchObject({ code: "INTERNAL_ERROR" });
     const inFlightFailedAfterMs = polled.ms - (downAt - pollStarted);
     expect(inFlightFailedAfterMs).toBeLessThan(5000);
@@ -238,6 +239,8 @@ describe(`NATS down for ${OUTAGE_MS / 1000} s, then back`, () => {
     await eventually(() => p1.acked.length >= target && r1.seen.has(p1.acked[target - 1]), RECOVERY_MS - (Date.now() - backAt), "a new message across the gateways");
     const recoveredAfterMs = Date.now() - backAt;
     expect(recoveredAfterMs).toBeLessThanOrEqual(RECOVERY_MS);
+    // One heartbeat later the gateways ask their clients to resume: traffic may have been missed.
+    await eventually(() => everyone.every(c => c.notices.includes("resync") && c.reconnects >= 1), 10_000, "every client resynchronised");
     await delay(1000);
     await p1.halt();
     const complete = await allDelivered([p1], everyone.filter(c => c.options.cursorMode === "settled"), 15_000);
