@@ -54,8 +54,9 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
     registry: { strategy: "RoundRobin", preferLocal: true },
     heartbeatInterval: 2,
     heartbeatTimeout: 6,
-    // In-flight actions get up to half of SHUTDOWN_TIMEOUT_MS to finish when the node stops.
-    tracking: { enabled: true, shutdownTimeout: Math.floor(config.shutdownTimeoutMs / 2) },
+    // In-flight calls get up to a quarter of SHUTDOWN_TIMEOUT_MS to finish when the node stops
+    // (Moleculer waits twice: for calls made by the node, then for each service's own).
+    tracking: { enabled: true, shutdownTimeout: Math.floor(config.shutdownTimeoutMs / 4) },
     metrics: { enabled: env.METRICS === "true" },
     tracing: { enabled: env.TRACING === "true" },
     // One adapter per broker: each call builds new middlewares.

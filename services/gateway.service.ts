@@ -69,6 +69,8 @@ interface GatewayThis extends Service, GatewayHost {
   joinedAt: number;
   /** Client events being handled and disconnect clean-ups, awaited by the graceful shutdown. */
   inFlight: InFlight;
+  /** The drain started when the broker began to stop. */
+  drained?: Promise<unknown>;
   shedSlowConsumer(conn: EngineConnection, backlog: OutboundBacklog): void;
   /** Re-registers presence and rooms right after Redis returns (it may have lost them). */
   recoverAfterRedis(): Promise<void>;
@@ -689,10 +691,16 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.inFlight = new InFlight();
       // broker.stop first tells the cluster this node is gone (the other gateways stop relaying to
       // it) and only later stops the services: begin the drain at that first moment.
+      // The drain runs alongside the rest of the stop (Moleculer first waits for tracked calls).
       const stop = this.broker.stop.bind(this.broker);
       this.broker.stop = () => {
         this.accepting = false;
         this.draining = true;
+        if (this.io && !this.drained) {
+          this.drained = drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger).catch((err: Error) => {
+            this.logger.warn("Drain failed", { error: err.message });
+          });
+        }
         return stop();
       };
     },
@@ -753,7 +761,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.stopWatchingTransporter?.();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
       // Graceful shutdown (protocols/shutdown.ts): tell clients, finish in-flight events, close.
-      if (this.io) await drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger);
+      if (this.io) await (this.drained ?? drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger));
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
       await this.eventLog?.close();

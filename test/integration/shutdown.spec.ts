@@ -237,6 +237,7 @@ describe("rolling restart of every node under load", () => {
       const signalled = Date.now();
       await node.kill("SIGTERM");
       exits[spec.key] = { code: node.child.exitCode, ms: Date.now() - signalled };
+      if (node.child.exitCode !== 0) console.log(`[resilience] ${spec.key} exited with ${node.child.exitCode}:\n${node.output().slice(-4000)}`);
       const again = await spawnNode(spec.env);
       processes.push(again);
       running.set(spec.key, again);
