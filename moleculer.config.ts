@@ -3,6 +3,8 @@ import type { BrokerOptions } from "moleculer";
 import { channelMiddlewares } from "./lib/channels";
 import { loadConfig } from "./lib/config";
 import { NodeHealthMiddleware } from "./lib/node-health";
+import { ExitDeadlineMiddleware } from "./lib/exit-deadline";
+import { TransporterWatchMiddleware } from "./lib/transporter-status";
 
 /**
  * Broker options from the environment, following the Moleculer runner's convention:
@@ -30,9 +32,15 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
     logLevel: (env.LOGLEVEL ?? env.LOG_LEVEL ?? "info") as BrokerOptions["logLevel"],
     // Every product error crosses nodes with its code, type and data intact.
     errorRegenerator: undefined,
+    // Fail fast (README "Failure handling"): a call to a service with no live node is refused at
+    // once (ServiceNotAvailable); one whose node died mid-call is rejected when the node is declared
+    // gone (heartbeatTimeout: within 6-13 s with a check every 6 s), at most after requestTimeout.
     requestTimeout: 10_000,
-    // Callers fail fast while a service has no live node instead of queueing behind it.
+    // No retries: a retry after a timeout could apply a non-idempotent call twice; callers that
+    // can retry safely (idempotent eventIds and messageIds) do so themselves.
     retryPolicy: { enabled: false },
+    // An endpoint that keeps failing (5xx, timeouts) is skipped for 10 s while another node, or a
+    // fast ServiceNotAvailable, answers instead of another 10 s timeout.
     circuitBreaker: {
       enabled: true,
       threshold: 0.5,
@@ -41,21 +49,29 @@ export function brokerOptions(overrides: Partial<BrokerOptions> = {}): BrokerOpt
       halfOpenTime: 10_000,
       check: (err: Error & { code?: number }) => err && (err.code === undefined || err.code >= 500)
     },
+    // A slow dependency cannot pile up unbounded work: 200 concurrent calls per action, 2000 queued,
+    // beyond that QueueIsFull (retryable) at once.
     bulkhead: { enabled: true, concurrency: 200, maxQueueSize: 2000 },
     registry: { strategy: "RoundRobin", preferLocal: true },
-    heartbeatInterval: 5,
-    heartbeatTimeout: 15,
-    tracking: { enabled: true, shutdownTimeout: 10_000 },
+    heartbeatInterval: 2,
+    heartbeatTimeout: 6,
+    // In-flight calls get up to a quarter of SHUTDOWN_TIMEOUT_MS to finish when the node stops
+    // (Moleculer waits twice: for calls made by the node, then for each service's own).
+    tracking: { enabled: true, shutdownTimeout: Math.floor(config.shutdownTimeoutMs / 4) },
     metrics: { enabled: env.METRICS === "true" },
     tracing: { enabled: env.TRACING === "true" },
     // One adapter per broker: each call builds new middlewares. HEALTH_PORT adds the probe server
     // of nodes without the gateway (lib/node-health.ts).
     middlewares: [
       ...channelMiddlewares(config),
+      TransporterWatchMiddleware(),
       ...(config.healthPort !== undefined ? [NodeHealthMiddleware({ port: config.healthPort, host: config.wsHost })] : [])
     ],
     ...overrides
   };
 }
 
-export default brokerOptions();
+/** The runner's options: as above, and the process exits within SHUTDOWN_TIMEOUT_MS of a stop signal. */
+const runnerOptions = brokerOptions();
+runnerOptions.middlewares = [...(runnerOptions.middlewares ?? []), ExitDeadlineMiddleware(loadConfig(env).shutdownTimeoutMs)];
+export default runnerOptions;

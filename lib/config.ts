@@ -98,6 +98,20 @@ export interface Config {
   wsRawRateLimit: number;
   /** POLL_V1_RATE_LIMIT: seed 002 polls (`/api/v1/realtime/poll*`) one user may make per minute. */
   pollV1RateLimit: number;
+  /**
+   * SHUTDOWN_TIMEOUT_MS: on SIGTERM the process exits within this bound. A gateway stops accepting,
+   * tells its clients to reconnect elsewhere, waits up to half of it for in-flight messages to
+   * become durable and acknowledged, then disconnects them; past the bound the process exits anyway.
+   */
+  shutdownTimeoutMs: number;
+  /**
+   * WS_MAX_BUFFERED_MESSAGES: server→client messages a connection may have waiting to be written
+   * (its client is not reading). Class A traffic is shed as soon as anything waits; past this limit
+   * the connection is closed (`slow_consumer`).
+   */
+  wsMaxBufferedMessages: number;
+  /** WS_MAX_BUFFERED_BYTES: the same limit in bytes (waiting messages plus the write in progress). */
+  wsMaxBufferedBytes: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -213,6 +227,9 @@ export function loadConfig(env: Env = process.env, overrides: Partial<Config> = 
     maxConnectionsPerUser: intFrom(env, "MAX_CONNECTIONS", 10, 1),
     wsRawRateLimit: intFrom(env, "WS_RAW_RATE_LIMIT", 100, 1),
     pollV1RateLimit: intFrom(env, "POLL_V1_RATE_LIMIT", 30, 1),
+    shutdownTimeoutMs: intFrom(env, "SHUTDOWN_TIMEOUT_MS", 30_000, 1000),
+    wsMaxBufferedMessages: intFrom(env, "WS_MAX_BUFFERED_MESSAGES", 1000, 1),
+    wsMaxBufferedBytes: intFrom(env, "WS_MAX_BUFFERED_BYTES", 8 * 1024 * 1024, 1024),
     ...overrides
   };
   if (!/^\/[A-Za-z0-9_.~\/-]*$/.test(config.wsRawPath) || config.wsRawPath === config.wsPath || config.wsRawPath.startsWith(`${config.wsPath.replace(/\/$/, "")}/`)) {

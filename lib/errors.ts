@@ -97,6 +97,9 @@ export function toClientError(err: unknown): { status: number; body: ClientError
       return { status: httpStatusOf[code], body: { error: GENERIC_MESSAGES[code], code } };
     }
   }
+  if (isDependencyUnavailable(err)) {
+    return { status: 503, body: { error: "Service temporarily unavailable", code: ErrorCode.INTERNAL_ERROR, details: { retryable: true } } };
+  }
   return { status: 500, body: { error: "Internal server error", code: ErrorCode.INTERNAL_ERROR } };
 }
 
@@ -116,6 +119,17 @@ const GENERIC_MESSAGES: Record<ErrorCode, string> = {
   NOT_FOUND: "Not found",
   INTERNAL_ERROR: "Internal server error"
 };
+/** Errors of a store client whose server is unreachable or does not answer (ioredis, pg, sockets). */
+const UNAVAILABLE_MESSAGES = [/Connection is closed/i, /enableOfflineQueue/i, /Command timed out/i, /max retries per request/i, /Connection terminated/i, /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE/];
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTCONN"]);
+
+/** A dependency (Redis, PostgreSQL) is down: the client may retry later (503, retryable). */
+export function isDependencyUnavailable(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const { message, code } = err as { message?: unknown; code?: unknown };
+  if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return true;
+  return typeof message === "string" && UNAVAILABLE_MESSAGES.some(pattern => pattern.test(message));
+}
 
 function withDetails(error: string, code: ErrorCode, details: unknown): ClientError {
   return details === undefined || details === null ? { error, code } : { error, code, details };

@@ -6,8 +6,9 @@ import type { Delivery } from "../lib/delivery";
 import type { RateLimitResult } from "../stores/rate-limit";
 import type { CallerMeta } from "../lib/context";
 import type { Viewer } from "../lib/visibility";
-import type { BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
 import type { PushSink } from "../lib/push";
+import type { AppendResult, BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
+import type { InFlight } from "./shutdown";
 
 /** What the gateway keeps per Socket.IO connection (in `socket.data`). */
 export interface ConnectionState {
@@ -55,14 +56,23 @@ export type QuotaBucket = "message" | "control";
 export interface GatewayHost {
   config: Config;
   nodeID: string;
-  /** Sends an event to the target's sockets on every gateway node. */
-  deliver(delivery: Delivery): Promise<void>;
+  /** False once the node is shutting down: handshakes and client events are refused (`shutting_down`). */
+  accepting: boolean;
+  /** Work in progress that a graceful shutdown waits for; adapters track each client event in it. */
+  inFlight: InFlight;
+  /**
+   * Sends an event to the target's sockets on every gateway node. With `confirm`, resolves only once
+   * the transporter holds the broadcast (use it before acknowledging a logged event).
+   */
+  deliver(delivery: Delivery, options?: { confirm?: boolean }): Promise<void>;
   /** Counts one event of the connection against its per-minute limit. */
   consumeQuota(state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult>;
   /** Calls a service action on behalf of the connection's user (tenant-checked by the callee). */
   callAs<T>(state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T>;
   /** Appends to the tenant's log; resolves once durable, rejects when the log is unreachable. */
   appendEvent(event: BusEvent): Promise<StoredEvent>;
+  /** Like appendEvent, and says whether the eventId was already in the log (nothing written then). */
+  appendOnce(event: BusEvent): Promise<AppendResult>;
   /** The newest `count` events of the tenant's log, oldest first. */
   tailEvents(tenantId: string, count: number): Promise<StoredEvent[]>;
   /** Reads what `viewer` may see of the tenant's log after a position. */
@@ -71,8 +81,6 @@ export interface GatewayHost {
   addPushSink(sink: PushSink): void;
   /** Reports a refused cross-tenant attempt. */
   reportTenantViolation(state: ConnectionState, requestedTenantId: unknown, event: string): void;
-  /** False once the node is shutting down: handshakes are refused. */
-  accepting: boolean;
   verifier: TokenVerifier;
   /** Socket.IO connections this node holds, every protocol counted (against WS_MAX_CONNECTIONS). */
   connectionCount(): number;

@@ -132,7 +132,11 @@ export function createEventBusService(config: Config): ServiceSchema {
           // without handing it to the consumer groups.
           const markedNow = channelled ? await this.handoff.begin(tenantId, event.eventId, Date.now()) : false;
           const { event: stored, duplicate } = await this.store(tenantId, event);
-          if (!duplicate) {
+          // A retry of an attempt that did not finish (its mark was still set) may find the event
+          // stored but never pushed: push it again (clients drop duplicates by eventId). An
+          // ordinary duplicate is not pushed twice.
+          const unfinishedRetry = duplicate && channelled && !markedNow;
+          if (!duplicate || unfinishedRetry) {
             // Realtime is best effort on top of the durable log: a client that misses it replays it.
             // Every gateway renders the event for each protocol it serves (lib/push.ts).
             await this.broker.broadcast(PUSH_EVENT, { stored } satisfies PushNotice, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));

@@ -20,7 +20,7 @@ import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLim
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
-import { comparePositions, createEventLog, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
+import { comparePositions, createEventLog, type AppendResult, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { readVisible, type Viewer } from "../lib/visibility";
 import { HoldingAdapter } from "../protocols/holding-adapter";
 import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
@@ -39,6 +39,10 @@ import type { DisconnectNotice } from "../lib/push";
 import { RawWsAdapter, WS_RELAY_EVENT, type WsRelay } from "../protocols/ws/ws-adapter";
 import { Seed002Polling, seed002PollActions, seed002PollRoute } from "../protocols/ws/ws-poll";
 import type { Server as HttpServer } from "node:http";
+// Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
+import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, isLogged, shutdownDetails } from "../protocols/shutdown";
+import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
+import { flushTransporter, onTransporterChange, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -67,6 +71,34 @@ interface GatewayThis extends Service, GatewayHost {
   eachSink(call: (sink: PushSink) => void): void;
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
+  /**
+   * Set the moment the node starts stopping, when the other nodes stop relaying traffic to it: from
+   * then on logged (B/C) traffic is no longer emitted to local clients, so no client's cursor moves
+   * past something it did not get; they replay it from the log on their next node.
+   */
+  draining: boolean;
+  /**
+   * Set while this node is cut off from the cluster, until the others know it again and its
+   * clients were asked to resume: logged traffic is neither accepted nor emitted locally, so no
+   * client's live stream skips what other nodes published meanwhile.
+   */
+  suspended: boolean;
+  /**
+   * Clients are accepted from this time on (ms): one heartbeat after start, when every other node
+   * has learnt that this gateway exists and relays its clients' traffic here. Before that a
+   * client could miss what other gateways publish while its cursor moves on.
+   */
+  joinedAt: number;
+  /** Client events being handled and disconnect clean-ups, awaited by the graceful shutdown. */
+  inFlight: InFlight;
+  /** The drain started when the broker began to stop. */
+  drained?: Promise<unknown>;
+  shedSlowConsumer(conn: EngineConnection, backlog: OutboundBacklog): void;
+  /** Re-registers presence and rooms right after Redis returns (it may have lost them). */
+  recoverAfterRedis(): Promise<void>;
+  /** After the transporter came back: clients may have missed traffic from other nodes; make them resume. */
+  resyncClients(): void;
+  stopWatchingTransporter?: () => void;
   pf2(): Namespace;
   /** The seed 003 namespace `/ws/app`. */
   app(): Namespace;
@@ -91,6 +123,8 @@ interface LocalEventBus {
 
 const MINUTE_MS = 60_000;
 const HEARTBEAT_CHUNK = 5000;
+/** How long the transporter may take to confirm a logged event's broadcast before the sender gets an error. */
+const DELIVERY_CONFIRM_TIMEOUT_MS = 2000;
 /** setTimeout's ceiling; tokens living longer are checked again at the next ceiling. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Client events PF-2 defines; anything else gets INVALID_REQUEST instead of silence. */
@@ -365,7 +399,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       ready: {
         handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
           const active = this.connectionCount();
-          const ready = this.accepting && active < this.config.wsMaxConnections;
+          const ready = this.accepting && Date.now() >= this.joinedAt && active < this.config.wsMaxConnections;
           if (!ready) ctx.meta.$statusCode = 503;
           return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
         }
@@ -375,11 +409,14 @@ export function createGatewayService(config: Config): ServiceSchema {
     events: {
       [DELIVERY_EVENT]: {
         handler(this: GatewayThis, ctx: Context<Delivery>) {
+          if ((this.draining || this.suspended) && isLogged(ctx.params)) return;
           emitLocally(this.io.of(ctx.params.namespace ?? "/"), ctx.params);
         }
       },
       [PUSH_EVENT]: {
         handler(this: GatewayThis, ctx: Context<PushNotice>) {
+          // Logged traffic stops with the drain, as for deliveries: clients resume elsewhere from their cursor.
+          if (this.draining || this.suspended) return;
           this.eachSink(sink => sink.push(ctx.params));
         }
       },
@@ -457,6 +494,9 @@ export function createGatewayService(config: Config): ServiceSchema {
         if (!this.accepting) {
           throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
         }
+        if (Date.now() < this.joinedAt) {
+          throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is joining the cluster; retry shortly", { reason: "starting", retryable: true, retryAfterMs: this.joinedAt - Date.now() }));
+        }
         if (this.connectionCount() >= this.config.wsMaxConnections) {
           throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
         }
@@ -514,7 +554,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           if (typeof ack === "function") (ack as (b: unknown) => void)(body);
         });
         socket.on("disconnect", () => {
-          this.onPf2Disconnect(socket).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
+          this.inFlight.track(this.onPf2Disconnect(socket)).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
         });
         scheduleExpiry(socket, state);
         await this.registerConnection(state);
@@ -551,6 +591,12 @@ export function createGatewayService(config: Config): ServiceSchema {
           socket.emit(PF2_EVENTS.connected, { ...connectedEvent(state), rooms: [...state.rooms], recovered: !page.lost, ...(page.lost ? { lastEventId: page.next } : {}) });
           while (!page.lost && socket.connected) {
             for (const stored of page.events) {
+              // Paced by the client's reading, so a long replay never trips the slow-consumer limit.
+              if (!(await whenBacklogBelow(socket, Math.floor(this.config.wsMaxBufferedMessages / 2), this.config.wsPingTimeoutMs))) {
+                const conn = socket.conn as unknown as EngineConnection;
+                if (conn.readyState === "open") this.shedSlowConsumer(conn, outboundBacklog(conn));
+                return;
+              }
               const [name, payload] = pf2EventOf(stored);
               socket.emit(name, payload);
               lastSent = stored.position;
@@ -578,11 +624,19 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async appendEvent(this: GatewayThis, event: BusEvent): Promise<StoredEvent> {
+        return (await this.appendOnce(event)).event;
+      },
+
+      async appendOnce(this: GatewayThis, event: BusEvent): Promise<AppendResult> {
+        // Cut off from the other nodes, an acknowledged event could not reach their clients live.
+        if (this.suspended || transporterStatus(this.broker)?.connected === false) {
+          throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "This node is cut off from the cluster; send it again to another node", { reason: "transporter_unavailable", retryable: true }, 503);
+        }
         // No request per message on this path: the log in Redis is written directly; an event bus
         // of this process is called as a function; a remote one gets one request per batch.
-        if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
+        if (this.eventLog) return this.eventLog.append(event.tenantId, event, Date.now());
         const local = this.localEventBus();
-        if (local) return (await local.store(event.tenantId, event)).event;
+        if (local) return local.store(event.tenantId, event);
         return this.appendBatcher.append(event);
       },
 
@@ -668,11 +722,28 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       },
 
-      async deliver(this: GatewayThis, delivery: Delivery) {
+      async deliver(this: GatewayThis, delivery: Delivery, options?: { confirm?: boolean }) {
         // This node's sockets directly; other gateways through one event packet each. A Moleculer
         // broadcast would also route the local share through a context and dispatch per message.
-        emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
-        if (this.broker.transit) await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
+        if (!((this.draining || this.suspended) && isLogged(delivery))) emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+        if (!this.broker.transit) return;
+        await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
+        if (options?.confirm) {
+          // A logged event is acknowledged only once the transporter holds its broadcast: a node
+          // dying right after the ack must not take the only live copy with it (its recipients on
+          // other nodes stay connected and would never replay it).
+          try {
+            await flushTransporter(this.broker, DELIVERY_CONFIRM_TIMEOUT_MS);
+          } catch (err) {
+            const eventId = (delivery.payload as { messageId?: string; eventId?: string } | null);
+            throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "Stored, but its live delivery could not be confirmed; send it again with the same messageId", {
+              reason: "delivery_unconfirmed",
+              retryable: true,
+              messageId: eventId?.messageId ?? eventId?.eventId,
+              cause: (err as Error).message
+            }, 503);
+          }
+        }
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
@@ -704,6 +775,55 @@ export function createGatewayService(config: Config): ServiceSchema {
         });
       },
 
+      // --- Resilience (issue 6) ---------------------------------------------------------------
+
+      /** A connection whose client stopped reading: tell it (queued behind its backlog) and close it. */
+      shedSlowConsumer(this: GatewayThis, conn: EngineConnection, backlog: OutboundBacklog) {
+        const limits = { maxMessages: this.config.wsMaxBufferedMessages, maxBytes: this.config.wsMaxBufferedBytes };
+        const sockets = [this.pf2(), this.io.of(feed.namespace)].flatMap(nsp => [...nsp.sockets.values()].filter(socket => (socket.conn as unknown) === conn));
+        closeSlowConsumer(conn, () => {
+          for (const socket of sockets) {
+            const state = socket.data as Partial<ConnectionState>;
+            this.logger.warn("Slow consumer disconnected", { tenantId: state.tenantId, connectionId: socket.id, ...backlog });
+            emitNotice(socket, "Too many messages were waiting for this connection; reconnect and resume from your last position", {
+              reason: SLOW_CONSUMER,
+              retryable: true,
+              reconnect: true,
+              buffered: backlog,
+              limits
+            });
+          }
+        });
+      },
+
+      resyncClients(this: GatewayThis) {
+        let count = 0;
+        for (const nsp of [this.pf2(), this.io.of(feed.namespace)]) {
+          for (const socket of nsp.sockets.values()) {
+            count += 1;
+            emitNotice(socket, "This node lost the cluster for a while and may have missed traffic; reconnect and resume from your last position", {
+              ...shutdownDetails(socket),
+              reason: RESYNC
+            });
+            (socket.conn as unknown as EngineConnection).close();
+          }
+        }
+        this.logger.warn("Transporter reconnected: asked local clients to resume", { clients: count });
+      },
+
+      async recoverAfterRedis(this: GatewayThis) {
+        // The services' own Redis clients reconnect within about a second too: retry briefly.
+        for (const waitMs of [0, 500, 1000, 1500]) {
+          await new Promise(resolve => setTimeout(resolve, waitMs));
+          try {
+            await this.heartbeatConnections();
+            return;
+          } catch (err) {
+            this.logger.debug("Presence re-registration after Redis returned failed; retrying", { error: (err as Error).message });
+          }
+        }
+      },
+
       async healthReport(this: GatewayThis) {
         const now = new Date().toISOString();
         const active = this.io ? this.connectionCount() : 0;
@@ -716,42 +836,45 @@ export function createGatewayService(config: Config): ServiceSchema {
             lastCheck: now
           }
         };
-        let degraded = false;
-        if (this.redis) {
-          try {
-            const latency = await pingLatencyMs(this.redis);
-            services.redis = { status: "healthy", latency: Math.round(latency * 100) / 100, lastCheck: now };
-          } catch (err) {
-            degraded = true;
-            services.redis = { status: "unhealthy", error: (err as Error).message, lastCheck: now };
+        // Every dependency that is down is named in `degradedBy` (issue 6: say which).
+        const degradedBy: string[] = [];
+        const transporter = transporterStatus(this.broker);
+        if (transporter) {
+          services.transporter = {
+            status: transporter.connected ? "healthy" : "unhealthy",
+            connected: transporter.connected,
+            nodes: this.broker.registry.getNodeList({ onlyAvailable: true, withServices: false }).length,
+            reconnects: transporter.reconnects,
+            lastCheck: now
+          };
+          if (!transporter.connected) degradedBy.push("transporter");
+        }
+        const [redis, eventbus] = await Promise.all([
+          this.redis ? pingLatencyMs(this.redis).then(latency => ({ latency }), (err: Error) => ({ error: err.message })) : undefined,
+          this.broker.call<Record<string, unknown>, object>("eventbus.stats", {}, { timeout: 1000, retries: 0 }).catch(() => undefined)
+        ]);
+        if (redis) {
+          if ("latency" in redis) services.redis = { status: "healthy", latency: Math.round(redis.latency * 100) / 100, lastCheck: now };
+          else {
+            services.redis = { status: "unhealthy", error: redis.error, lastCheck: now };
+            degradedBy.push("redis");
           }
         }
-        try {
-          const stats = await this.broker.call<Record<string, unknown>, object>("eventbus.stats", {}, { timeout: 1000, retries: 0 });
-          services.eventbus = { ...stats, lastCheck: now };
-          if (stats.status !== "healthy") degraded = true;
-        } catch {
-          services.eventbus = { status: "unhealthy", lastCheck: now };
-          degraded = true;
-        }
+        services.eventbus = eventbus ? { ...eventbus, lastCheck: now } : { status: "unhealthy", lastCheck: now };
+        if (eventbus?.status !== "healthy") degradedBy.push("eventbus");
         // Reported when the cluster runs the reconciliation service (seed 000 `services.reconciliation`).
         if (this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === "reconciliation")) {
-          try {
-            const stats = await this.broker.call<Record<string, unknown>, object>("reconciliation.stats", {}, { timeout: 1000, retries: 0 });
-            services.reconciliation = { ...stats, lastCheck: now };
-            if (stats.status !== "healthy") degraded = true;
-          } catch {
-            services.reconciliation = { status: "unhealthy", lastCheck: now };
-            degraded = true;
-          }
+          const stats = await this.broker.call<Record<string, unknown>, object>("reconciliation.stats", {}, { timeout: 1000, retries: 0 }).catch(() => undefined);
+          services.reconciliation = stats ? { ...stats, lastCheck: now } : { status: "unhealthy", lastCheck: now };
+          if (stats?.status !== "healthy") degradedBy.push("reconciliation");
         }
         for (const name of ["presence", "rooms"]) {
           const available = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === name);
           services[name] = { status: available ? "healthy" : "unhealthy", lastCheck: now };
-          if (!available) degraded = true;
+          if (!available) degradedBy.push(name);
         }
-        const status = !this.accepting ? "unhealthy" : degraded ? "degraded" : "healthy";
-        return { status, body: { status, services, timestamp: now } };
+        const status = !this.accepting ? "unhealthy" : degradedBy.length > 0 ? "degraded" : "healthy";
+        return { status, body: { status, ...(degradedBy.length > 0 ? { degradedBy } : {}), services, timestamp: now } };
       }
     },
 
@@ -772,6 +895,24 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.appendBatcher = new AppendBatcher(events =>
         this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
       );
+      this.draining = false;
+      this.suspended = false;
+      this.joinedAt = Number.POSITIVE_INFINITY;
+      this.inFlight = new InFlight();
+      // broker.stop first tells the cluster this node is gone (the other gateways stop relaying to
+      // it) and only later stops the services: begin the drain at that first moment.
+      // The drain runs alongside the rest of the stop (Moleculer first waits for tracked calls).
+      const stop = this.broker.stop.bind(this.broker);
+      this.broker.stop = () => {
+        this.accepting = false;
+        this.draining = true;
+        if (this.io && !this.drained) {
+          this.drained = drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger).catch((err: Error) => {
+            this.logger.warn("Drain failed", { error: err.message });
+          });
+        }
+        return stop();
+      };
     },
 
     async started(this: GatewayThis) {
@@ -793,11 +934,48 @@ export function createGatewayService(config: Config): ServiceSchema {
       }, everyMs);
       this.heartbeatTimer.unref();
       this.rawWs.attach(this.server);
+      // --- Resilience (issue 6) ---
+      const joinGraceMs = this.broker.transit ? clusterJoinGraceMs(this.broker) : 0;
+      this.joinedAt = Date.now() + joinGraceMs;
+      watchTransporter(this.broker);
+      // Cut off from the cluster, the node stops taking and emitting logged traffic. After a
+      // reconnect the other nodes learn again that it exists; once they have, the local clients
+      // resume (what they missed meanwhile is replayed from their cursors) and traffic flows again.
+      let rejoin: NodeJS.Timeout | undefined;
+      this.stopWatchingTransporter = onTransporterChange(this.broker, {
+        disconnect: () => {
+          clearTimeout(rejoin);
+          this.suspended = true;
+        },
+        reconnect: () => {
+          clearTimeout(rejoin);
+          rejoin = setTimeout(() => {
+            this.resyncClients();
+            this.suspended = false;
+          }, joinGraceMs);
+          rejoin.unref();
+        }
+      });
+      const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
+      this.io.engine.on("connection", (conn: EngineConnection) => guardOutbound(conn, limits, backlog => this.shedSlowConsumer(conn, backlog)));
+      let redisDown = false;
+      const down = () => (redisDown = true);
+      this.redis?.on("error", down);
+      this.redis?.on("close", down);
+      this.redis?.on("ready", () => {
+        if (!redisDown) return;
+        redisDown = false;
+        this.logger.info("Redis is back; re-registering presence and rooms of local connections");
+        this.recoverAfterRedis().catch(() => undefined);
+      });
     },
 
     async stopped(this: GatewayThis) {
       this.accepting = false;
+      this.stopWatchingTransporter?.();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      // Graceful shutdown (protocols/shutdown.ts): tell clients, finish in-flight events, close.
+      if (this.io) await (this.drained ?? drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger));
       await this.rawWs.close();
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
@@ -805,6 +983,12 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (config.redisUrl) await releaseRedis(config.redisUrl);
     }
   });
+}
+
+/** One heartbeat and a margin: by then every node has this one's INFO (a heartbeat from an unknown node triggers discovery). */
+function clusterJoinGraceMs(broker: Service["broker"]): number {
+  const interval = Number((broker.options as { heartbeatInterval?: number }).heartbeatInterval ?? 5);
+  return Math.max(0, interval) * 1000 + 500;
 }
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */

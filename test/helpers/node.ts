@@ -60,7 +60,11 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
   }
   await broker.start();
   let port = 0;
-  const gateway = broker.getLocalService("gateway") as (Service & { server?: Server }) | undefined;
+  const gateway = broker.getLocalService("gateway") as (Service & { server?: Server; joinedAt?: number }) | undefined;
   if (gateway?.server) port = (gateway.server.address() as AddressInfo).port;
+  // With a transporter a gateway takes clients one heartbeat after start (it has joined the cluster).
+  if (gateway?.joinedAt !== undefined && Number.isFinite(gateway.joinedAt)) {
+    await new Promise(resolve => setTimeout(resolve, Math.max(0, gateway.joinedAt! - Date.now())));
+  }
   return { broker, config, port, url: `http://127.0.0.1:${port}`, stop: () => broker.stop() };
 }

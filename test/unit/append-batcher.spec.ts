@@ -13,7 +13,7 @@ describe("AppendBatcher", () => {
     });
     const results = await Promise.all([1, 2, 3].map(n => batcher.append(event(n))));
     expect(calls).toEqual([["e1", "e2", "e3"]]);
-    expect(results.map(r => [r.eventId, r.position])).toEqual([["e1", "1.1"], ["e2", "1.2"], ["e3", "1.3"]]);
+    expect(results.map(r => [r.event.eventId, r.event.position, r.duplicate])).toEqual([["e1", "1.1", false], ["e2", "1.2", false], ["e3", "1.3", false]]);
     await batcher.append(event(4));
     expect(calls).toEqual([["e1", "e2", "e3"], ["e4"]]);
   });

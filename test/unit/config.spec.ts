@@ -62,7 +62,10 @@ describe("loadConfig", () => {
       wsRawPath: "/ws",
       maxConnectionsPerUser: 10,
       wsRawRateLimit: 100,
-      pollV1RateLimit: 30
+      pollV1RateLimit: 30,
+      shutdownTimeoutMs: 30000,
+      wsMaxBufferedMessages: 1000,
+      wsMaxBufferedBytes: 8388608
     });
   });
 
@@ -111,7 +114,10 @@ describe("loadConfig", () => {
       WS_RAW_PATH: "/raw",
       MAX_CONNECTIONS: "4",
       WS_RAW_RATE_LIMIT: "50",
-      POLL_V1_RATE_LIMIT: "12"
+      POLL_V1_RATE_LIMIT: "12",
+      SHUTDOWN_TIMEOUT_MS: "5000",
+      WS_MAX_BUFFERED_MESSAGES: "50",
+      WS_MAX_BUFFERED_BYTES: "65536"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -158,7 +164,10 @@ describe("loadConfig", () => {
       wsRawPath: "/raw",
       maxConnectionsPerUser: 4,
       wsRawRateLimit: 50,
-      pollV1RateLimit: 12
+      pollV1RateLimit: 12,
+      shutdownTimeoutMs: 5000,
+      wsMaxBufferedMessages: 50,
+      wsMaxBufferedBytes: 65536
     });
   });
 

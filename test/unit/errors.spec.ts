@@ -87,6 +87,14 @@ describe("toClientError", () => {
     expect(toClientError(new Errors.MoleculerRetryableError("down", 503, "SOMETHING"))).toEqual(expected);
   });
 
+  it("maps a store whose server is down or silent (Redis, PostgreSQL) to a retryable 503 without leaking the address", () => {
+    const expected = { status: 503, body: { error: "Service temporarily unavailable", code: "INTERNAL_ERROR", details: { retryable: true } } };
+    expect(toClientError(new Error("Connection is closed."))).toEqual(expected);
+    expect(toClientError(new Error("Stream isn't writeable and enableOfflineQueue options is false"))).toEqual(expected);
+    expect(toClientError(new Error("Command timed out"))).toEqual(expected);
+    expect(toClientError(Object.assign(new Error("connect ECONNREFUSED 10.0.0.5:6379"), { code: "ECONNREFUSED" }))).toEqual(expected);
+  });
+
   it("maps a 413 to INVALID_REQUEST", () => {
     expect(toClientError(new Errors.MoleculerClientError("too big", 413, "ENTITY_TOO_LARGE"))).toEqual({
       status: 413,
