@@ -107,7 +107,7 @@ describe("toClientError", () => {
     ["a TypeError", new TypeError("Cannot read properties of undefined (reading 'secret')")],
     ["an unknown Moleculer error", new Errors.MoleculerError("internal detail: redis at 10.0.0.5", 500, "SOMETHING_ELSE", { host: "10.0.0.5" })],
     ["a plain object of unknown type", { type: "WEIRD", code: 500, message: "internal detail", stack: "at x" }],
-    ["an error with a non-HTTP code", Object.assign(new Error("internal detail"), { code: "ECONNREFUSED" })],
+    ["an error with a non-HTTP code", Object.assign(new Error("internal detail"), { code: "ERR_SOMETHING" })],
     ["a string", "internal detail"],
     ["null", null],
     ["undefined", undefined],
