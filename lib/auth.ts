@@ -30,28 +30,66 @@ export interface TokenVerifier {
   verify(token: unknown): Principal;
 }
 
+/** The settings a verifier is built from (lib/config.ts: JWT_SECRET, JWT_PUBLIC_KEY, JWT_CLOCK_SKEW_SECONDS, JWT_ISSUER, JWT_AUDIENCE). */
+export type TokenSettings = Pick<Config, "jwtSecret" | "jwtPublicKey"> & Partial<Pick<Config, "jwtClockSkewSeconds" | "jwtIssuer" | "jwtAudience">>;
+
+/** Default tolerance for `exp` and `nbf` when the settings name none (JWT_CLOCK_SKEW_SECONDS). */
+export const DEFAULT_CLOCK_SKEW_SECONDS = 30;
+
 /**
- * Verifies PF-2 tokens: HS256 with JWT_SECRET and/or RS256/ES256 with JWT_PUBLIC_KEY.
- * `alg: none` and every algorithm not listed are refused by jsonwebtoken's allow-list.
+ * The one algorithm a configured public key verifies, decided by the key itself: RSA → RS256,
+ * EC P-256 → ES256 (P-384 → ES384, P-521 → ES512). Any other key type is a configuration error.
  */
-export function createTokenVerifier(config: Pick<Config, "jwtSecret" | "jwtPublicKey">): TokenVerifier {
+export function algorithmOfPublicKey(key: KeyObject): Algorithm {
+  if (key.asymmetricKeyType === "rsa") return "RS256";
+  if (key.asymmetricKeyType === "ec") {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    if (curve === "prime256v1") return "ES256";
+    if (curve === "secp384r1") return "ES384";
+    if (curve === "secp521r1") return "ES512";
+    throw new Error(`JWT_PUBLIC_KEY: unsupported EC curve '${String(curve)}' (use P-256, P-384 or P-521)`);
+  }
+  throw new Error(`JWT_PUBLIC_KEY: unsupported key type '${String(key.asymmetricKeyType)}' (use an RSA or EC public key)`);
+}
+
+/**
+ * Verifies PF-2 tokens. Each configured key accepts exactly one algorithm, derived from the key:
+ * HS256 for JWT_SECRET, RS256 or ES256 (by key type) for JWT_PUBLIC_KEY. So `alg: none`, an
+ * algorithm not configured, and key confusion (an HS256 token whose HMAC key is the public key
+ * PEM) are all refused before any signature is checked. `exp` and `nbf` are enforced with
+ * JWT_CLOCK_SKEW_SECONDS of tolerance; `iss` / `aud` when JWT_ISSUER / JWT_AUDIENCE are set.
+ */
+export function createTokenVerifier(config: TokenSettings): TokenVerifier {
   // KeyObjects are parsed once: with a string key jsonwebtoken re-imports it on every verify
   // (~330 µs instead of ~7 µs for HS256), which would dominate connection set-up.
-  const keys: Array<{ key: KeyObject; algorithms: Algorithm[] }> = [];
-  if (config.jwtSecret) keys.push({ key: createSecretKey(Buffer.from(config.jwtSecret, "utf8")), algorithms: ["HS256"] });
-  if (config.jwtPublicKey) keys.push({ key: createPublicKey(config.jwtPublicKey), algorithms: ["RS256", "ES256"] });
-  if (keys.length === 0) throw new Error("No JWT key configured");
+  const keys = new Map<string, KeyObject>();
+  if (config.jwtSecret) keys.set("HS256", createSecretKey(Buffer.from(config.jwtSecret, "utf8")));
+  if (config.jwtPublicKey) {
+    const key = createPublicKey(config.jwtPublicKey);
+    if (key.type !== "public") throw new Error("JWT_PUBLIC_KEY must be a public key");
+    keys.set(algorithmOfPublicKey(key), key);
+  }
+  if (keys.size === 0) throw new Error("No JWT key configured");
+  const clockTolerance = config.jwtClockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
+  const issuer = config.jwtIssuer && config.jwtIssuer.length > 0 ? config.jwtIssuer : undefined;
+  const audience = config.jwtAudience && config.jwtAudience.length > 0 ? config.jwtAudience : undefined;
 
   return {
     verify(token: unknown): Principal {
       if (typeof token !== "string" || token.length === 0) throw authFailed("Missing token");
       if (token.length > 8192) throw authFailed("Malformed token");
       const header = decodeHeader(token);
-      const candidate = keys.find(k => k.algorithms.includes(header.alg as Algorithm));
-      if (!candidate) throw authFailed("Token algorithm not accepted", { alg: String(header.alg) });
+      const alg = typeof header.alg === "string" ? header.alg : "";
+      const key = keys.get(alg);
+      if (!key) throw authFailed("Token algorithm not accepted", { alg: alg.slice(0, 16) });
       let payload: string | JwtPayload;
       try {
-        payload = jwt.verify(token, candidate.key, { algorithms: candidate.algorithms });
+        payload = jwt.verify(token, key, {
+          algorithms: [alg as Algorithm],
+          clockTolerance,
+          ...(issuer ? { issuer: issuer as [string, ...string[]] } : {}),
+          ...(audience ? { audience: audience as [string, ...string[]] } : {})
+        });
       } catch (err) {
         throw refusal(err);
       }
@@ -69,12 +107,20 @@ function decodeHeader(token: string): { alg?: unknown } {
 function refusal(err: unknown): RealtimeError {
   if (err instanceof jwt.TokenExpiredError) return authFailed("Token expired", { reason: "expired" });
   if (err instanceof jwt.NotBeforeError) return authFailed("Token not yet valid", { reason: "not_before" });
+  const message = err instanceof Error ? err.message : "";
+  if (message.startsWith("jwt issuer invalid")) return authFailed("Token issuer not accepted", { reason: "issuer" });
+  if (message.startsWith("jwt audience invalid")) return authFailed("Token audience not accepted", { reason: "audience" });
   return authFailed("Invalid token", { reason: "invalid" });
 }
 
 function principalFrom(payload: string | JwtPayload): Principal {
   if (typeof payload !== "object" || payload === null) throw authFailed("Malformed token");
-  const { tenantId, userId, role, exp } = payload as JwtPayload & Record<string, unknown>;
+  const claims = payload as JwtPayload & Record<string, unknown>;
+  const { role, exp } = claims;
+  // Seed 002 login services issue snake_case claims (`user_id`); both spellings are accepted, and
+  // a token carrying both with different values is refused rather than guessed.
+  const tenantId = claimOf(claims, "tenantId", "tenant_id");
+  const userId = claimOf(claims, "userId", "user_id");
   if (!isIdentifier(tenantId)) throw authFailed("Token lacks a valid tenantId claim", { reason: "claims" });
   if (tenantId === RESERVED_TENANT) throw authFailed("Token names a reserved tenant", { reason: "claims" });
   if (!isIdentifier(userId)) throw authFailed("Token lacks a valid userId claim", { reason: "claims" });
@@ -86,9 +132,25 @@ function principalFrom(payload: string | JwtPayload): Principal {
   };
 }
 
+/** A claim under its name or its snake_case alias; an integer alias (`"user_id": 123`) becomes a string. */
+function claimOf(claims: Record<string, unknown>, name: string, alias: string): unknown {
+  const value = claims[name];
+  const raw = claims[alias];
+  const aliased = typeof raw === "number" && Number.isSafeInteger(raw) ? String(raw) : raw;
+  if (value === undefined) return aliased;
+  if (aliased !== undefined && aliased !== value) throw authFailed(`Token claims ${name} and ${alias} disagree`, { reason: "claims" });
+  return value;
+}
+
 /** `Authorization: Bearer <jwt>` → the token, or undefined. */
 export function bearerToken(header: unknown): string | undefined {
   if (typeof header !== "string") return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
   return match ? match[1] : undefined;
+}
+
+/** A request's JWT: `Authorization: Bearer`, or `X-User-Token` (seed 004 clients send it there). */
+export function requestToken(headers: Record<string, string | string[] | undefined>): string | undefined {
+  const userToken = headers["x-user-token"];
+  return bearerToken(headers.authorization) ?? (typeof userToken === "string" && userToken.length > 0 ? userToken : undefined);
 }

@@ -141,6 +141,8 @@ export class RedisChannelAdapter extends Adapters.Redis implements EventBusChann
       // Publishing and operator commands fail fast; the reading loops wait for Redis to return
       // instead of spinning on errors.
       maxRetriesPerRequest: publishing ? 1 : null,
+      // A publish into a Redis that hangs fails instead of waiting for the broker's request timeout.
+      ...(publishing ? { commandTimeout: 2000 } : {}),
       retryStrategy: times => Math.min(100 * times, 1000),
       disconnectTimeout: 100
     });

@@ -15,6 +15,8 @@ export interface CallerMeta {
    * carry only `auth`).
    */
   adminAccess?: AdminAccess;
+  /** Set by an action that counted the call against a limit of its own, for REST `X-RateLimit-*` headers. */
+  $rateLimit?: AppliedRateLimit;
 }
 
 export interface AdminAccess {
@@ -25,4 +27,12 @@ export interface AdminAccess {
   justification: string;
   /** The id of the `admin.cross_tenant_access` audit record. */
   auditId: string;
+}
+
+/** A limit's state after counting a request. */
+export interface AppliedRateLimit {
+  limit: number;
+  remaining: number;
+  /** Epoch ms when the window ends (refused: when a request will be allowed again). */
+  resetAt: number;
 }

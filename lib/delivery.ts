@@ -1,5 +1,6 @@
 import type { Namespace } from "socket.io";
 import { roomChannel, tenantChannel, userChannel } from "./keys";
+import type { Audience } from "../stores/event-log";
 
 /**
  * Who receives a server→client event. Always inside one tenant: the tenant is part of every
@@ -9,6 +10,7 @@ export type DeliveryTarget =
   | { userId: string }
   | { roomId: string }
   | { roomIds: string[] }
+  | { userIds: string[] }
   | { connectionId: string }
   | { tenant: true };
 
@@ -49,10 +51,19 @@ export function emitLocally(nsp: Namespace, delivery: Delivery): void {
         ? roomChannel(tenantId, target.roomId)
         : "roomIds" in target
           ? target.roomIds.map(roomId => roomChannel(tenantId, roomId))
-          : tenantChannel(tenantId);
+          : "userIds" in target
+            ? target.userIds.map(userId => userChannel(tenantId, userId))
+            : tenantChannel(tenantId);
   if (Array.isArray(channels) && channels.length === 0) return;
   let operator = nsp.to(channels);
   if (delivery.exceptConnectionId) operator = operator.except(delivery.exceptConnectionId);
   if (delivery.volatile) operator = operator.volatile;
   operator.emit(delivery.event, delivery.payload);
+}
+
+/** The sockets an event of the log reaches live: the same ones that may read it on replay. */
+export function targetOfAudience(audience: Audience | undefined): DeliveryTarget {
+  if (!audience) return { tenant: true };
+  if ("userIds" in audience) return { userIds: audience.userIds };
+  return "userId" in audience ? { userId: audience.userId } : { roomId: audience.roomId };
 }

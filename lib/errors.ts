@@ -90,8 +90,45 @@ export function toClientError(err: unknown): { status: number; body: ClientError
     if (e.code === 413) {
       return { status: 413, body: { error: "Request entity too large", code: ErrorCode.INVALID_REQUEST } };
     }
+    // Any other client error raised by a library (moleculer-web's 401/403/429, body-parser's 415,
+    // …) maps onto the seed's table by status, without its message.
+    if (typeof e.code === "number" && e.code >= 400 && e.code < 500) {
+      const code = CLIENT_STATUS_CODES[e.code] ?? ErrorCode.INVALID_REQUEST;
+      return { status: httpStatusOf[code], body: { error: GENERIC_MESSAGES[code], code } };
+    }
+  }
+  if (isDependencyUnavailable(err)) {
+    return { status: 503, body: { error: "Service temporarily unavailable", code: ErrorCode.INTERNAL_ERROR, details: { retryable: true } } };
   }
   return { status: 500, body: { error: "Internal server error", code: ErrorCode.INTERNAL_ERROR } };
+}
+
+const CLIENT_STATUS_CODES: Partial<Record<number, ErrorCode>> = {
+  401: ErrorCode.AUTH_FAILED,
+  403: ErrorCode.AUTHZ_FAILED,
+  404: ErrorCode.NOT_FOUND,
+  429: ErrorCode.RATE_LIMIT
+};
+
+const GENERIC_MESSAGES: Record<ErrorCode, string> = {
+  AUTH_FAILED: "Authentication failed",
+  AUTHZ_FAILED: "Not allowed",
+  TENANT_VIOLATION: "Cross-tenant access is not allowed",
+  RATE_LIMIT: "Rate limit exceeded",
+  INVALID_REQUEST: "Invalid request",
+  NOT_FOUND: "Not found",
+  INTERNAL_ERROR: "Internal server error"
+};
+/** Errors of a store client whose server is unreachable or does not answer (ioredis, pg, sockets). */
+const UNAVAILABLE_MESSAGES = [/Connection is closed/i, /enableOfflineQueue/i, /Command timed out/i, /max retries per request/i, /Connection terminated/i, /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE/];
+const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTCONN"]);
+
+/** A dependency (Redis, PostgreSQL) is down: the client may retry later (503, retryable). */
+export function isDependencyUnavailable(err: unknown): boolean {
+  if (typeof err !== "object" || err === null) return false;
+  const { message, code } = err as { message?: unknown; code?: unknown };
+  if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return true;
+  return typeof message === "string" && UNAVAILABLE_MESSAGES.some(pattern => pattern.test(message));
 }
 
 function withDetails(error: string, code: ErrorCode, details: unknown): ClientError {

@@ -32,3 +32,7 @@ export const tenantChannel = (tenantId: string): string => tenantKey(tenantId, "
 /** Socket.IO room holding one connection (for targeted internal pushes). */
 export const connectionChannel = (tenantId: string, connectionId: string): string =>
   tenantKey(tenantId, "conn", connectionId);
+
+/** Socket.IO room of the sockets that joined a conversation (seed 003 `conversation:<id>`). */
+export const conversationChannel = (tenantId: string, conversationId: string): string =>
+  tenantKey(tenantId, "conversation", conversationId);

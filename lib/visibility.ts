@@ -4,13 +4,17 @@ import type { ReadResult, StoredEvent } from "../stores/event-log";
 export interface Viewer {
   userId: string;
   rooms: ReadonlySet<string>;
+  /** Only these event types (a protocol that renders a few types); absent = every type. */
+  eventTypes?: ReadonlySet<string>;
 }
 
 /** An event is for the whole tenant, for one user, or for the members of one room. */
 export function visibleTo(event: StoredEvent, viewer: Viewer): boolean {
+  if (viewer.eventTypes && !viewer.eventTypes.has(event.eventType)) return false;
   const audience = event.audience;
   if (!audience) return true;
   if ("userId" in audience) return audience.userId === viewer.userId;
+  if ("userIds" in audience) return audience.userIds.includes(viewer.userId);
   return viewer.rooms.has(audience.roomId);
 }
 

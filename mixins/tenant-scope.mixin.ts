@@ -40,34 +40,50 @@ export function isTenantScoped(action: { params?: unknown } | null | undefined):
   return typeof action?.params === "object" && action.params !== null && "tenantId" in action.params;
 }
 
+/** `service.metadata[TENANT_GUARD_METADATA]` is true on every service built with TenantScopeMixin. */
+export const TENANT_GUARD_METADATA = "tenantGuard";
+
 /**
- * The tenant check every tenant-scoped action gets. For a call made on behalf of a client
- * (`ctx.meta.auth` set by an adapter from a verified token), `params.tenantId` must be the token's
- * tenant; anything else is refused with TENANT_VIOLATION and reported. Internal calls (no `auth`)
- * name the tenant themselves.
+ * The tenant check itself, a `before` hook on every action (`"*"`). For a call made on behalf of a
+ * client (`ctx.meta.auth` set by an adapter from a verified token) to a tenant-scoped action,
+ * `params.tenantId` must be the token's tenant; anything else is refused with TENANT_VIOLATION and
+ * reported (and audited). Internal calls (no `auth`) name the tenant themselves. The one exception
+ * is a super-admin's justified REST read, which the gateway audits first and marks in
+ * `ctx.meta.adminAccess` (protocols/admin-access.ts).
+ *
+ * Moleculer validates params before hooks run, so a cross-tenant call whose params are also
+ * malformed is refused by validation (INVALID_REQUEST) before it gets here.
+ */
+export function checkTenant(this: Service, ctx: Context<Record<string, unknown>, CallerMeta>): void {
+  if (!isTenantScoped(ctx.action)) return;
+  const principal = ctx.meta.auth;
+  if (!principal) return;
+  const requested = ctx.params.tenantId;
+  if (requested === principal.tenantId) return;
+  // A super-admin's justified REST read of another tenant, already audited by the gateway.
+  const access = ctx.meta.adminAccess;
+  if (access && principal.role === SUPER_ADMIN_ROLE && access.userId === principal.userId && access.tenantId === requested) return;
+  reportTenantViolation(this.broker, this.logger, {
+    tenantId: principal.tenantId,
+    userId: principal.userId,
+    role: principal.role,
+    requestedTenantId: String(requested),
+    action: ctx.action?.name
+  });
+  throw tenantViolation({ action: ctx.action?.name });
+}
+
+/**
+ * The tenant check every service gets (`mixins: [TenantScopeMixin()]`), so every tenant-scoped
+ * action it has or gains is guarded. Marks the service with `metadata.tenantGuard = true`, which
+ * the all-actions test (test/integration/tenant-guard.spec.ts) checks on every service.
  */
 export function TenantScopeMixin(): Partial<ServiceSchema> {
   return {
+    metadata: { [TENANT_GUARD_METADATA]: true },
     hooks: {
       before: {
-        "*": function checkTenant(this: Service, ctx: Context<Record<string, unknown>, CallerMeta>) {
-          if (!isTenantScoped(ctx.action)) return;
-          const principal = ctx.meta.auth;
-          if (!principal) return;
-          const requested = ctx.params.tenantId;
-          if (requested === principal.tenantId) return;
-          // A super-admin's justified REST read of another tenant, already audited by the gateway.
-          const access = ctx.meta.adminAccess;
-          if (access && principal.role === SUPER_ADMIN_ROLE && access.userId === principal.userId && access.tenantId === requested) return;
-          reportTenantViolation(this.broker, this.logger, {
-            tenantId: principal.tenantId,
-            userId: principal.userId,
-            role: principal.role,
-            requestedTenantId: String(requested),
-            action: ctx.action?.name
-          });
-          throw tenantViolation({ action: ctx.action?.name });
-        }
+        "*": checkTenant
       }
     }
   };

@@ -1,12 +1,14 @@
 import type { LoggerInstance } from "moleculer";
 import type { Socket } from "socket.io";
-import type { Principal } from "../lib/auth";
+import type { Principal, TokenVerifier } from "../lib/auth";
 import type { Config } from "../lib/config";
 import type { Delivery } from "../lib/delivery";
 import type { RateLimitResult } from "../stores/rate-limit";
 import type { CallerMeta } from "../lib/context";
 import type { Viewer } from "../lib/visibility";
-import type { BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
+import type { PushSink } from "../lib/push";
+import type { AppendResult, BusEvent, ReadResult, StoredEvent } from "../stores/event-log";
+import type { InFlight } from "./shutdown";
 
 /** What the gateway keeps per Socket.IO connection (in `socket.data`). */
 export interface ConnectionState {
@@ -23,6 +25,25 @@ export interface ConnectionState {
   resumeFrom?: string;
   /** Handshake `auth.rooms`: rooms to rejoin before the replay, so their missed traffic is included. */
   resumeRooms?: string[];
+  /** The client's `User-Agent` and address at the handshake, for per-device presence. */
+  userAgent?: string;
+  ip?: string;
+}
+
+/** Longest `User-Agent` kept for presence; longer ones are cut. */
+const MAX_USER_AGENT = 512;
+
+/**
+ * The device fields of a connection from its handshake. The address is the TCP peer's: a
+ * `X-Forwarded-For` header is not trusted, since any client can send one.
+ */
+export function deviceOf(socket: Socket): Pick<ConnectionState, "userAgent" | "ip"> {
+  const device: Pick<ConnectionState, "userAgent" | "ip"> = {};
+  const userAgent = socket.handshake.headers["user-agent"];
+  if (typeof userAgent === "string" && userAgent.length > 0) device.userAgent = userAgent.slice(0, MAX_USER_AGENT);
+  const ip = socket.handshake.address;
+  if (typeof ip === "string" && ip.length > 0 && ip.length <= 64) device.ip = ip;
+  return device;
 }
 
 /** Traffic buckets counted per connection and minute. */
@@ -35,20 +56,38 @@ export type QuotaBucket = "message" | "control";
 export interface GatewayHost {
   config: Config;
   nodeID: string;
-  /** Sends an event to the target's sockets on every gateway node. */
-  deliver(delivery: Delivery): Promise<void>;
+  /** False once the node is shutting down: handshakes and client events are refused (`shutting_down`). */
+  accepting: boolean;
+  /** Work in progress that a graceful shutdown waits for; adapters track each client event in it. */
+  inFlight: InFlight;
+  /**
+   * Sends an event to the target's sockets on every gateway node. With `confirm`, resolves only once
+   * the transporter holds the broadcast (use it before acknowledging a logged event).
+   */
+  deliver(delivery: Delivery, options?: { confirm?: boolean }): Promise<void>;
   /** Counts one event of the connection against its per-minute limit. */
   consumeQuota(state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult>;
   /** Calls a service action on behalf of the connection's user (tenant-checked by the callee). */
   callAs<T>(state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T>;
   /** Appends to the tenant's log; resolves once durable, rejects when the log is unreachable. */
   appendEvent(event: BusEvent): Promise<StoredEvent>;
+  /** Like appendEvent, and says whether the eventId was already in the log (nothing written then). */
+  appendOnce(event: BusEvent): Promise<AppendResult>;
   /** The newest `count` events of the tenant's log, oldest first. */
   tailEvents(tenantId: string, count: number): Promise<StoredEvent[]>;
   /** Reads what `viewer` may see of the tenant's log after a position. */
   readEvents(tenantId: string, viewer: Viewer, after: string | undefined, limit: number): Promise<ReadResult>;
+  /** Registers a protocol adapter's renderer for logged events, presence and membership changes. */
+  addPushSink(sink: PushSink): void;
   /** Reports a refused cross-tenant attempt. */
   reportTenantViolation(state: ConnectionState, requestedTenantId: unknown, event: string): void;
+  verifier: TokenVerifier;
+  /** Socket.IO connections this node holds, every protocol counted (against WS_MAX_CONNECTIONS). */
+  connectionCount(): number;
+  /** Registers an accepted connection with presence (with its device info); never throws. */
+  registerConnection(state: ConnectionState): Promise<void>;
+  /** Clean-up after a connection closed: presence, rooms, rate-limit counters, expiry timer. */
+  releaseConnection(socket: Socket): Promise<void>;
   /** Audits a class D message refused on the realtime path (`target`: `user:<id>` / `room:<id>`). */
   reportClassD(state: ConnectionState, target: string, type: string): void;
   logger: LoggerInstance;

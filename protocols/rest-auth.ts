@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { SUPER_ADMIN_ROLE, bearerToken, type Principal, type TokenVerifier } from "../lib/auth";
+import { SUPER_ADMIN_ROLE, requestToken, type Principal, type TokenVerifier } from "../lib/auth";
 import { authFailed, invalidRequest, tenantViolation, toClientError } from "../lib/errors";
+import { setRateLimitHeaders } from "./rest-rate-limit";
 
 /**
  * REST authentication (seed 000): `Authorization: Bearer <jwt>` plus `X-Tenant-ID`, which must be
@@ -12,9 +13,7 @@ export function authenticateRequest(
   headers: IncomingMessage["headers"],
   onViolation: (principal: Principal, requestedTenantId: string) => void
 ): Principal {
-  // Seed 004 clients send the same JWT as `X-User-Token`.
-  const userToken = headers["x-user-token"];
-  const token = bearerToken(headers.authorization) ?? (typeof userToken === "string" && userToken.length > 0 ? userToken : undefined);
+  const token = requestToken(headers);
   if (!token) throw authFailed("Missing bearer token");
   const principal = verifier.verify(token);
   const claimed = headers["x-tenant-id"];
@@ -49,8 +48,12 @@ export function sendRestError(res: ServerResponse, err: unknown): number {
     res.end();
     return status;
   }
-  const retryAfterMs = (body.details as { retryAfterMs?: unknown } | undefined)?.retryAfterMs;
-  if (status === 429 && typeof retryAfterMs === "number") res.setHeader("Retry-After", String(Math.ceil(retryAfterMs / 1000)));
+  const { retryAfterMs, limit } = (body.details ?? {}) as { retryAfterMs?: unknown; limit?: unknown };
+  if (status === 429 && typeof retryAfterMs === "number") {
+    res.setHeader("Retry-After", String(Math.ceil(retryAfterMs / 1000)));
+    // The limit that refused the request is the one that applies.
+    if (typeof limit === "number") setRateLimitHeaders(res, { limit, remaining: 0, resetAt: Date.now() + retryAfterMs });
+  }
   res.setHeader("Content-Type", "application/json; charset=utf-8");
   res.writeHead(status);
   res.end(JSON.stringify(body));

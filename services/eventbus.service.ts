@@ -5,13 +5,15 @@ import type { DeadLetterFilter } from "../lib/channel-adapter";
 import { channelSender, eventBusChannelsOf } from "../lib/channels";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
-import { DELIVERY_EVENT, type Delivery, type DeliveryTarget } from "../lib/delivery";
-import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError } from "../lib/errors";
+import { PUSH_EVENT, type PushNotice } from "../lib/push";
+import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError, tenantViolation, toClientError } from "../lib/errors";
+import type { AppendOutcome } from "../lib/append-batcher";
 import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
-import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
+import { appliedRateLimit } from "../stores/rate-limit/rate-limit-store";
 import { asServiceSchema } from "../types/service-schema";
 import { OPERATOR, SYSTEM_TENANT, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportRateLimited } from "../lib/security-audit";
@@ -31,19 +33,24 @@ interface EventBusThis extends Service {
   recentAppends: number[];
   store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
   viewerOf(tenantId: string, userId: string): Promise<Viewer>;
+  /** Set once the service stops: pending long polls return. */
+  stopping?: boolean;
+  longPoll(tenantId: string, userId: string, after: string | undefined, limit: number, wait: number, eventTypes?: string[]): Promise<ReadResult>;
   toChannel(event: StoredEvent): Promise<void>;
   channelStats(): Promise<Record<string, unknown>>;
 }
-
-/** The Socket.IO event name under which bus events reach PF-2 clients. */
-export const BUS_SOCKET_EVENT = "event";
 
 const identifier = { type: "string", min: 1, max: 128 } as const;
 const audienceSchema = {
   type: "object",
   optional: true,
   strict: true,
-  props: { userId: { ...identifier, optional: true }, roomId: { ...identifier, optional: true } }
+  props: {
+    userId: { ...identifier, optional: true },
+    roomId: { ...identifier, optional: true },
+    userIds: { type: "array", items: identifier, min: 1, max: 1000, unique: true, optional: true },
+    conversationId: { ...identifier, optional: true }
+  }
 } as const;
 
 export const publishParams = {
@@ -65,10 +72,11 @@ interface PublishParams {
   payload?: unknown;
   metadata?: Record<string, unknown>;
   schemaVersion?: string;
-  audience?: { userId?: string; roomId?: string };
+  audience?: { userId?: string; roomId?: string; userIds?: string[]; conversationId?: string };
 }
 
 const POLL_MAX_LIMIT = 1000;
+const eventTypesSchema = { type: "array", items: { type: "string", min: 1, max: 128 }, max: 100, optional: true } as const;
 const DEAD_LETTERS_MAX_LIMIT = 1000;
 const REDRIVE_MAX = 10_000;
 /** /health asks `stats` with a 1 s timeout; the channel figures must not make it miss that. */
@@ -77,14 +85,12 @@ const POLL_MAX_WAIT_SECONDS = 30;
 /** Long polls re-read at least this often, to see appends made on other nodes. */
 const LONG_POLL_RECHECK_MS = 250;
 
-export function deliveryTargetOf(audience: Audience | undefined): DeliveryTarget {
-  if (!audience) return { tenant: true };
-  return "userId" in audience ? { userId: audience.userId } : { roomId: audience.roomId };
-}
-
 function audienceOf(input: PublishParams["audience"]): Audience | undefined {
   if (!input) return undefined;
-  if (input.userId !== undefined && input.roomId !== undefined) throw invalidRequest("audience names either a userId or a roomId, not both");
+  const named = [input.userId, input.roomId, input.userIds].filter(v => v !== undefined).length;
+  if (named > 1) throw invalidRequest("audience names one of userId, roomId or userIds");
+  if (input.conversationId !== undefined && input.userIds === undefined) throw invalidRequest("audience.conversationId goes with audience.userIds");
+  if (input.userIds !== undefined) return { userIds: input.userIds, ...(input.conversationId !== undefined ? { conversationId: input.conversationId } : {}) };
   if (input.userId !== undefined) return { userId: input.userId };
   if (input.roomId !== undefined) return { roomId: input.roomId };
   return undefined;
@@ -108,11 +114,13 @@ export function createEventBusService(config: Config): ServiceSchema {
           const caller = ctx.meta.auth;
           if (caller && caller.role !== "service") throw authzFailed("Publishing needs a token with role 'service'");
           const { tenantId } = ctx.params;
-          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, "publish", config.eventBusPublishRateLimit, 1000, now);
           if (!quota.allowed) {
             reportRateLimited(this.broker, caller ?? { tenantId, ...OPERATOR }, "publish", { via: caller ? "rest" : "action", max: config.eventBusPublishRateLimit, windowMs: 1000 });
             throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.eventBusPublishRateLimit, windowMs: 1000 });
           }
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.eventBusPublishRateLimit, 1000, now);
           const audience = audienceOf(ctx.params.audience);
           const event: BusEvent = {
             eventId: ctx.params.eventId ?? randomUUID(),
@@ -129,10 +137,14 @@ export function createEventBusService(config: Config): ServiceSchema {
           // without handing it to the consumer groups.
           const markedNow = channelled ? await this.handoff.begin(tenantId, event.eventId, Date.now()) : false;
           const { event: stored, duplicate } = await this.store(tenantId, event);
-          if (!duplicate) {
-            const delivery: Delivery = { tenantId, target: deliveryTargetOf(stored.audience), event: BUS_SOCKET_EVENT, payload: stored };
+          // A retry of an attempt that did not finish (its mark was still set) may find the event
+          // stored but never pushed: push it again (clients drop duplicates by eventId). An
+          // ordinary duplicate is not pushed twice.
+          const unfinishedRetry = duplicate && channelled && !markedNow;
+          if (!duplicate || unfinishedRetry) {
             // Realtime is best effort on top of the durable log: a client that misses it replays it.
-            await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
+            // Every gateway renders the event for each protocol it serves (lib/push.ts).
+            await this.broker.broadcast(PUSH_EVENT, { stored } satisfies PushNotice, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
           }
           if (channelled) {
             if (!duplicate || !markedNow) await this.toChannel(stored);
@@ -152,6 +164,35 @@ export function createEventBusService(config: Config): ServiceSchema {
         }
       },
 
+      /**
+       * Appends a gateway's batch of already-formed events (one request per event-loop turn of the
+       * gateway instead of one per message; lib/append-batcher.ts). Appends in order and answers
+       * per event, so one refused event does not fail the others.
+       */
+      appendMany: {
+        visibility: "public",
+        params: { events: { type: "array", min: 1, max: 1000, items: { type: "object", props: { tenantId: identifier }, strict: false } } },
+        async handler(this: EventBusThis, ctx: Context<{ events: BusEvent[] }, CallerMeta>): Promise<AppendOutcome[]> {
+          // Gateways call it without a principal; anyone holding one stays inside their tenant.
+          const caller = ctx.meta.auth;
+          const foreign = caller ? ctx.params.events.find(event => event.tenantId !== caller.tenantId) : undefined;
+          if (caller && foreign) {
+            reportTenantViolation(this.broker, this.logger, { tenantId: caller.tenantId, userId: caller.userId, requestedTenantId: foreign.tenantId, action: "eventbus.appendMany" });
+            throw tenantViolation({ action: "eventbus.appendMany" });
+          }
+          const outcomes: AppendOutcome[] = [];
+          for (const event of ctx.params.events) {
+            try {
+              outcomes.push(await this.store(event.tenantId, event));
+            } catch (err) {
+              const { body } = toClientError(err);
+              outcomes.push({ error: { message: body.error, code: body.code } });
+            }
+          }
+          return outcomes;
+        }
+      },
+
       /** Events after a cursor that a user may see (tenant-wide, theirs, their rooms'). */
       read: {
         visibility: "public",
@@ -160,11 +201,32 @@ export function createEventBusService(config: Config): ServiceSchema {
           userId: identifier,
           rooms: { type: "array", items: "string", max: 10000, optional: true },
           after: { type: "string", max: 200, optional: true },
-          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true }
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true },
+          eventTypes: eventTypesSchema
         },
-        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; rooms?: string[]; after?: string; limit?: number }>): Promise<ReadResult> {
-          const { tenantId, userId, rooms, after, limit } = ctx.params;
-          return readVisible((a, l) => this.log.read(tenantId, a, l), after, limit ?? 100, { userId, rooms: new Set(rooms ?? []) });
+        async handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; rooms?: string[]; after?: string; limit?: number; eventTypes?: string[] }>): Promise<ReadResult> {
+          const { tenantId, userId, rooms, after, limit, eventTypes } = ctx.params;
+          return readVisible((a, l) => this.log.read(tenantId, a, l), after, limit ?? 100, { userId, rooms: new Set(rooms ?? []), ...(eventTypes ? { eventTypes: new Set(eventTypes) } : {}) });
+        }
+      },
+
+      /**
+       * The long poll behind every polling transport, without a rate limit of its own (callers apply
+       * theirs): what `userId` may see after `lastEventId`, waiting up to `wait` s for something.
+       */
+      pollFor: {
+        visibility: "public",
+        params: {
+          tenantId: identifier,
+          userId: identifier,
+          lastEventId: { type: "string", max: 200, optional: true },
+          limit: { type: "number", integer: true, min: 1, max: POLL_MAX_LIMIT, optional: true },
+          wait: { type: "number", min: 0, max: POLL_MAX_WAIT_SECONDS, optional: true },
+          eventTypes: eventTypesSchema
+        },
+        handler(this: EventBusThis, ctx: Context<{ tenantId: string; userId: string; lastEventId?: string; limit?: number; wait?: number; eventTypes?: string[] }>) {
+          const { tenantId, userId, lastEventId, limit = 100, wait = 0, eventTypes } = ctx.params;
+          return this.longPoll(tenantId, userId, lastEventId || undefined, limit, wait, eventTypes);
         }
       },
 
@@ -180,27 +242,14 @@ export function createEventBusService(config: Config): ServiceSchema {
           const { tenantId, lastEventId, limit = 100, wait = 0 } = ctx.params;
           const caller = ctx.meta.auth;
           if (!caller) throw invalidRequest("poll is made on behalf of a user");
-          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, Date.now());
+          const now = Date.now();
+          const quota = await this.rateLimits.consume(tenantId, `poll:${caller.userId}`, config.pollRateLimit, 60_000, now);
           if (!quota.allowed) {
             reportRateLimited(this.broker, caller, "poll", { via: "rest", max: config.pollRateLimit, windowMs: 60_000 });
             throw rateLimited({ retryAfterMs: quota.retryAfterMs, limit: config.pollRateLimit, windowMs: 60_000 });
           }
-          const viewer = await this.viewerOf(tenantId, caller.userId);
-          const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), lastEventId || undefined, limit, viewer);
-          let result = await read();
-          const deadline = Date.now() + wait * 1000;
-          while (!result.lost && result.events.length === 0 && Date.now() < deadline) {
-            await new Promise<void>(resolve => {
-              const done = () => {
-                clearTimeout(timer);
-                this.appended.off(tenantId, done);
-                resolve();
-              };
-              const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
-              this.appended.on(tenantId, done);
-            });
-            result = await read();
-          }
+          ctx.meta.$rateLimit = appliedRateLimit(quota, config.pollRateLimit, 60_000, now);
+          const result = await this.longPoll(tenantId, caller.userId, lastEventId || undefined, limit, wait);
           return {
             events: result.events,
             hasMore: result.hasMore,
@@ -341,6 +390,29 @@ export function createEventBusService(config: Config): ServiceSchema {
         }
       },
 
+      async longPoll(this: EventBusThis, tenantId: string, userId: string, after: string | undefined, limit: number, wait: number, eventTypes?: string[]): Promise<ReadResult> {
+        const viewer = await this.viewerOf(tenantId, userId);
+        if (eventTypes) viewer.eventTypes = new Set(eventTypes);
+        const read = () => readVisible((a, l) => this.log.read(tenantId, a, l), after, limit, viewer);
+        let result = await read();
+        const deadline = Date.now() + wait * 1000;
+        // A stopping service answers its pending long polls with what it has.
+        while (!result.lost && result.events.length === 0 && Date.now() < deadline && !this.stopping) {
+          await new Promise<void>(resolve => {
+            const done = () => {
+              clearTimeout(timer);
+              this.appended.off(tenantId, done);
+              resolve();
+            };
+            const timer = setTimeout(done, Math.min(LONG_POLL_RECHECK_MS, Math.max(0, deadline - Date.now())));
+            timer.unref();
+            this.appended.on(tenantId, done);
+          });
+          result = await read();
+        }
+        return result;
+      },
+
       async viewerOf(this: EventBusThis, tenantId: string, userId: string): Promise<Viewer> {
         // Rooms are connection-level; a poller sees the rooms its user is in on any device. Without
         // the rooms service it still sees tenant-wide and personal events.
@@ -365,6 +437,7 @@ export function createEventBusService(config: Config): ServiceSchema {
     },
 
     async stopped(this: EventBusThis) {
+      this.stopping = true;
       await this.log.close();
       await this.rateLimits.close();
       await this.handoff.close();

@@ -15,11 +15,12 @@ import { tenantChannel, userChannel } from "../lib/keys";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
-import { authenticateRequest, sendRestError } from "../protocols/rest-auth";
+import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
+import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
 import { createRateLimitStore, type RateLimitResult, type RateLimitStore } from "../stores/rate-limit";
 import { MemoryRateLimitStore } from "../stores/rate-limit/rate-limit-store.memory";
-import { comparePositions, createEventLog, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
+import { comparePositions, createEventLog, type AppendResult, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { readVisible, type Viewer } from "../lib/visibility";
 import { HoldingAdapter } from "../protocols/holding-adapter";
 import { pf2EventOf } from "../protocols/pf2/pf2-adapter";
@@ -28,6 +29,23 @@ import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFe
 import { authorizeRestRequest } from "../protocols/admin-access";
 import { OPERATOR, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportAuthFailure, reportClassDRefused, reportConnectionRefused, reportRateLimited } from "../lib/security-audit";
+import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
+import { pf2Sink } from "../protocols/pf2/pf2-sink";
+import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
+import { broadcastToRemote } from "../lib/remote-broadcast";
+// --- seed 003 `/ws/app` (protocols/app) and operator disconnects ---
+import { APP_NAMESPACE, appNamespace, authorizeAppSocket, onAppConnection } from "../protocols/app/app-adapter";
+import { appSink } from "../protocols/app/app-sink";
+import { deviceOf } from "../protocols/connection";
+import { checkDisconnect, systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
+import type { DisconnectNotice } from "../lib/push";
+import { RawWsAdapter, WS_RELAY_EVENT, type WsRelay } from "../protocols/ws/ws-adapter";
+import { Seed002Polling, seed002PollActions, seed002PollRoute } from "../protocols/ws/ws-poll";
+import type { Server as HttpServer } from "node:http";
+// Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
+import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, isLogged, shutdownDetails } from "../protocols/shutdown";
+import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
+import { flushTransporter, onTransporterChange, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -46,19 +64,70 @@ interface GatewayThis extends Service, GatewayHost {
   /** The tenant logs, read and appended directly when they live in Redis (no hop per message). */
   eventLog?: EventLog;
   heartbeatTimer?: NodeJS.Timeout;
+  /** Appends to a remote event bus, one request per event-loop turn (lib/append-batcher.ts). */
+  appendBatcher: AppendBatcher;
+  /** The event bus service of this process, if it runs one (null once looked up and absent). */
+  localBus?: LocalEventBus | null;
+  localEventBus(): LocalEventBus | undefined;
+  /** The protocol adapters rendering logged events, presence and membership changes (lib/push.ts). */
+  pushSinks: PushSink[];
+  eachSink(call: (sink: PushSink) => void): void;
   resume(socket: Socket, state: ConnectionState): Promise<void>;
   accepting: boolean;
+  /**
+   * Set the moment the node starts stopping, when the other nodes stop relaying traffic to it: from
+   * then on logged (B/C) traffic is no longer emitted to local clients, so no client's cursor moves
+   * past something it did not get; they replay it from the log on their next node.
+   */
+  draining: boolean;
+  /**
+   * Set while this node is cut off from the cluster, until the others know it again and its
+   * clients were asked to resume: logged traffic is neither accepted nor emitted locally, so no
+   * client's live stream skips what other nodes published meanwhile.
+   */
+  suspended: boolean;
+  /**
+   * Clients are accepted from this time on (ms): one heartbeat after start, when every other node
+   * has learnt that this gateway exists and relays its clients' traffic here. Before that a
+   * client could miss what other gateways publish while its cursor moves on.
+   */
+  joinedAt: number;
+  /** Client events being handled and disconnect clean-ups, awaited by the graceful shutdown. */
+  inFlight: InFlight;
+  /** The drain started when the broker began to stop. */
+  drained?: Promise<unknown>;
+  shedSlowConsumer(conn: EngineConnection, backlog: OutboundBacklog): void;
+  /** Re-registers presence and rooms right after Redis returns (it may have lost them). */
+  recoverAfterRedis(): Promise<void>;
+  /** After the transporter came back: clients may have missed traffic from other nodes; make them resume. */
+  resyncClients(): void;
+  stopWatchingTransporter?: () => void;
   pf2(): Namespace;
+  /** The seed 003 namespace `/ws/app`. */
+  app(): Namespace;
   onPf2Connection(socket: Socket): Promise<void>;
   onPf2Disconnect(socket: Socket): Promise<void>;
   heartbeatConnections(): Promise<void>;
   registerConnection(state: ConnectionState): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
+  /** moleculer-web's HTTP server (REST, Socket.IO and the seed 002 raw WebSocket share it). */
+  server: HttpServer;
+  /** Seed 002: the raw WebSocket at WS_RAW_PATH and its HTTP polling fallback. */
+  rawWs: RawWsAdapter;
+  rawPolling: Seed002Polling;
+  consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
+}
+
+/** The part of a co-located event bus service the gateway calls directly. */
+interface LocalEventBus {
+  store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
 }
 
 const MINUTE_MS = 60_000;
 const HEARTBEAT_CHUNK = 5000;
+/** How long the transporter may take to confirm a logged event's broadcast before the sender gets an error. */
+const DELIVERY_CONFIRM_TIMEOUT_MS = 2000;
 /** setTimeout's ceiling; tokens living longer are checked again at the next ceiling. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Client events PF-2 defines; anything else gets INVALID_REQUEST instead of silence. */
@@ -89,7 +158,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       logResponse: "debug",
       logRequestParams: null,
       logResponseData: null,
-      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "OPTIONS"] } } : {}),
+      ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(","), methods: ["GET", "POST", "PATCH", "OPTIONS"] } } : {}),
 
       routes: [
         {
@@ -100,6 +169,28 @@ export function createGatewayService(config: Config): ServiceSchema {
           mappingPolicy: "restrict",
           aliases: { "GET /": "gateway.health", "GET /live": "gateway.live", "GET /ready": "gateway.ready" }
         },
+        // Reconciliation (services/reconciliation.service.ts): a route of its own for a body limit
+        // that fits RECONCILIATION_MAX_QUEUE_SIZE operations and a timeout after the processing one.
+        {
+          name: "reconciliation",
+          path: "/api/reconciliation",
+          authentication: true,
+          authorization: true,
+          mappingPolicy: "restrict",
+          bodyParsers: { json: { strict: true, limit: config.reconciliationMaxRequestBytes } },
+          // Counted against API_RATE_LIMIT like every /api route; the headers show the tighter limit.
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
+          callOptions: { timeout: config.reconciliationProcessingTimeoutMs + 5000, retries: 0 },
+          aliases: {
+            "POST /reconcile": "reconciliation.reconcile",
+            "GET /snapshot/:entityType/:entityId": "reconciliation.snapshot"
+          }
+        },
         {
           name: "api",
           path: "/api",
@@ -107,6 +198,13 @@ export function createGatewayService(config: Config): ServiceSchema {
           authorization: true,
           mappingPolicy: "restrict",
           bodyParsers: { json: { strict: true, limit: "256kb" } },
+          // API_RATE_LIMIT per user and X-RateLimit-* headers on every /api response (protocols/rest-rate-limit.ts).
+          use: restRateLimitMiddlewares(),
+          onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
+            const applied = appliedLimit(req, ctx.meta.$rateLimit);
+            if (applied) setRateLimitHeaders(res, applied);
+            return data;
+          },
           // Long polls wait up to 30 s; everything else answers well within the broker's timeout.
           callOptions: { timeout: 35_000 },
           aliases: {
@@ -116,14 +214,31 @@ export function createGatewayService(config: Config): ServiceSchema {
             "POST /events": "gateway.feedPost",
             "GET /events": "gateway.feedList",
             "GET /rooms/:roomId/members": "rooms.members",
+            // The server push API for application backends (role `service`).
+            "POST /push/notifications": "push.notification",
+            "POST /push/messages": "push.message",
+            "POST /push/feed": "push.feedUpdate",
+            "POST /push/counts": "push.countUpdate",
+            "POST /conversations": "conversations.create",
+            "GET /conversations/:conversationId": "conversations.get",
+            "DELETE /conversations/:conversationId": "conversations.delete",
+            "POST /conversations/:conversationId/members": "conversations.addMembers",
+            "POST /conversations/:conversationId/members/remove": "conversations.removeMembers",
+            // Private rooms (issue #5): settings by room admins, read by those admitted.
+            "POST /rooms": "rooms.create",
+            "GET /rooms/:roomId": "rooms.get",
+            "PATCH /rooms/:roomId": "rooms.update",
             // Super-admins only (protocols/admin-access.ts).
             "GET /audit": "audit.query",
             "GET /audit/verify": "audit.verify"
           }
-        }
+        },
+        // Seed 002 HTTP polling fallback (protocols/ws/ws-poll.ts): JWT only, seed error shape.
+        seed002PollRoute()
       ],
 
-      onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+      async onError(this: GatewayThis, req: IncomingMessage, res: ServerResponse, err: unknown) {
+        await countRefusedRequest(this, req, res);
         const status = sendRestError(res, err);
         if (status >= 500) this.logger.error("REST request failed", { url: req.url, error: (err as Error)?.message });
       },
@@ -138,9 +253,11 @@ export function createGatewayService(config: Config): ServiceSchema {
           maxHttpBufferSize: Math.max(1024 * 1024, config.wsMaxPayloadBytes * 4),
           connectTimeout: 10_000,
           adapter: HoldingAdapter,
+          // Upgrades for other paths (the seed 002 raw WebSocket) are not engine.io's to end.
+          destroyUpgrade: false,
           ...(config.corsOrigin ? { cors: { origin: config.corsOrigin.split(",") } } : {})
         },
-        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} } }
+        namespaces: { "/": pf2Namespace(), [feed.namespace]: { authorization: true, events: {} }, [APP_NAMESPACE]: appNamespace() }
       }
     },
 
@@ -150,6 +267,14 @@ export function createGatewayService(config: Config): ServiceSchema {
       call: false,
       broadcast: false,
       getClients: false,
+      // moleculer-web's route management and alias listing: nothing uses them, and a published
+      // action without a tenant is one more surface (tenant-guard test allow-list).
+      listAliases: false,
+      addRoute: false,
+      removeRoute: false,
+
+      // Seed 002 polling: realtimePoll, realtimeMissed.
+      ...seed002PollActions(),
 
       /**
        * Push an event to clients from inside the cluster (event bus, other services, operators):
@@ -211,10 +336,11 @@ export function createGatewayService(config: Config): ServiceSchema {
         params: { tenantId: { type: "string", optional: true } },
         handler(this: GatewayThis, ctx: Context<{ tenantId?: string }>) {
           const list = [];
-          for (const socket of this.pf2().sockets.values()) {
+          for (const socket of [...this.pf2().sockets.values(), ...this.app().sockets.values()]) {
             const state = stateOf(socket);
             if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
             list.push({
+              namespace: socket.nsp.name,
               connectionId: state.connectionId,
               clientId: state.clientId,
               tenantId: state.tenantId,
@@ -223,85 +349,48 @@ export function createGatewayService(config: Config): ServiceSchema {
               connectedAt: new Date(state.connectedAt).toISOString()
             });
           }
+          // Seed 002 raw WebSocket connections, under their path.
+          for (const state of this.rawWs.states()) {
+            if (ctx.params.tenantId !== undefined && state.tenantId !== ctx.params.tenantId) continue;
+            list.push({ namespace: this.config.wsRawPath, connectionId: state.connectionId, clientId: state.clientId, tenantId: state.tenantId, userId: state.userId, rooms: [], connectedAt: new Date(state.connectedAt).toISOString() });
+          }
           return { nodeID: this.broker.nodeID, count: list.length, connections: list };
         }
       },
 
       /**
-       * Operators: disconnect a connection, or every connection of a user, on every gateway node
-       * (`call gateway.kick --tenantId t1 --userId u1 --reason "abuse report 42"`). Audited: an
-       * `admin.kick` record (outcome `requested`) is made durable before anything is closed (if the
-       * audit trail cannot take it, nothing is closed), and one with the result follows.
+       * Operator disconnect (seed 003 `system:disconnect`): every socket of a user, or one
+       * connection, on every gateway node gets `system:disconnect {reason}` and is closed; audited.
+       * REPL: `call gateway.systemDisconnect --tenantId t1 --userId u1 --reason "maintenance"`.
+       * The `admin.disconnect` audit record is durable before anyone is disconnected.
        */
-      kick: {
+      systemDisconnect: {
         visibility: "public",
-        params: {
-          tenantId: { type: "string", min: 1, max: 128 },
-          connectionId: { type: "string", min: 1, max: 128, optional: true },
-          userId: { type: "string", min: 1, max: 128, optional: true },
-          reason: { type: "string", min: 1, max: 500 }
-        },
-        async handler(this: GatewayThis, ctx: Context<{ tenantId: string; connectionId?: string; userId?: string; reason: string }, CallerMeta>) {
-          const { tenantId, connectionId, userId, reason } = ctx.params;
-          if ((connectionId === undefined) === (userId === undefined)) throw invalidRequest("Exactly one of connectionId or userId is required");
-          const caller = ctx.meta.auth;
-          const actor = caller ? { userId: caller.userId, role: caller.role } : OPERATOR;
-          const target = connectionId !== undefined ? `connection:${connectionId}` : `user:${userId}`;
-          const { id: requestId } = await auditFirst(this.broker, { tenantId, actor, action: "admin.kick", target, outcome: "requested", details: { reason } });
-          const nodes = new Set<string>();
-          for (const service of this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }) as Array<{ name: string; nodeID: string }>) {
-            if (service.name === "gateway") nodes.add(service.nodeID);
-          }
-          const results: Array<{ nodeID: string; disconnected?: number; error?: string }> = [];
-          for (const nodeID of nodes) {
-            try {
-              const { disconnected } = await this.broker.call<{ disconnected: number }, object>(
-                "gateway.disconnectLocal",
-                { tenantId, reason, ...(connectionId !== undefined ? { connectionId } : { userId }) },
-                { nodeID, timeout: 5000, retries: 0 }
-              );
-              results.push({ nodeID, disconnected });
-            } catch (err) {
-              results.push({ nodeID, error: (err as Error).message });
-            }
-          }
-          const disconnected = results.reduce((sum, r) => sum + (r.disconnected ?? 0), 0);
-          const failed = results.filter(r => r.error !== undefined);
-          auditReporterOf(this.broker).record({
-            tenantId,
-            actor,
-            action: "admin.kick",
-            target,
-            outcome: failed.length === 0 ? "success" : "failure",
-            details: { reason, requestId, disconnected, nodes: results }
-          });
-          return { disconnected, nodes: results };
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<SystemDisconnectParams, CallerMeta>) {
+          return systemDisconnect(this.broker, this.logger, ctx);
         }
       },
 
-      /** Closes this node's matching connections (called by `kick` on every gateway). */
+      /** Operators' name for the same action: kick a connection (`connectionId`) or a user (`userId`). */
+      kick: {
+        visibility: "public",
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<SystemDisconnectParams, CallerMeta>) {
+          return systemDisconnect(this.broker, this.logger, ctx);
+        }
+      },
+
+      /** This node's share of `systemDisconnect` (called per node with `nodeID`). */
       disconnectLocal: {
         visibility: "public",
-        params: {
-          tenantId: { type: "string", min: 1, max: 128 },
-          connectionId: { type: "string", min: 1, max: 128, optional: true },
-          userId: { type: "string", min: 1, max: 128, optional: true },
-          reason: { type: "string", min: 1, max: 500 }
-        },
-        handler(this: GatewayThis, ctx: Context<{ tenantId: string; connectionId?: string; userId?: string; reason: string }>) {
-          const { tenantId, connectionId, userId } = ctx.params;
-          if (connectionId === undefined && userId === undefined) throw invalidRequest("connectionId or userId is required");
+        params: systemDisconnectParams,
+        handler(this: GatewayThis, ctx: Context<DisconnectNotice, CallerMeta>) {
+          checkDisconnect(ctx);
           let disconnected = 0;
-          for (const namespace of ["/", feed.namespace]) {
-            for (const socket of [...this.io.of(namespace).sockets.values()]) {
-              const state = socket.data as Partial<ConnectionState> | undefined;
-              if (state?.tenantId !== tenantId) continue;
-              if (connectionId !== undefined ? socket.id !== connectionId : state.userId !== userId) continue;
-              socket.emit(PF2_EVENTS.error, { error: "Disconnected by an operator", code: ErrorCode.AUTHZ_FAILED, details: { reason: "kicked" } });
-              socket.disconnect(true);
-              disconnected += 1;
-            }
-          }
+          this.eachSink(sink => {
+            disconnected += sink.disconnect?.(ctx.params) ?? 0;
+          });
           return { nodeID: this.broker.nodeID, disconnected };
         }
       },
@@ -325,8 +414,8 @@ export function createGatewayService(config: Config): ServiceSchema {
       /** `GET /health/ready`: accepting new connections (not shutting down, below WS_MAX_CONNECTIONS). */
       ready: {
         handler(this: GatewayThis, ctx: Context<unknown, { $statusCode?: number }>) {
-          const active = this.pf2().sockets.size;
-          const ready = this.accepting && active < this.config.wsMaxConnections;
+          const active = this.connectionCount();
+          const ready = this.accepting && Date.now() >= this.joinedAt && active < this.config.wsMaxConnections;
           if (!ready) ctx.meta.$statusCode = 503;
           return { status: ready ? "ready" : "not_ready", activeConnections: active, maxConnections: this.config.wsMaxConnections, timestamp: new Date().toISOString() };
         }
@@ -336,7 +425,31 @@ export function createGatewayService(config: Config): ServiceSchema {
     events: {
       [DELIVERY_EVENT]: {
         handler(this: GatewayThis, ctx: Context<Delivery>) {
+          if ((this.draining || this.suspended) && isLogged(ctx.params)) return;
           emitLocally(this.io.of(ctx.params.namespace ?? "/"), ctx.params);
+        }
+      },
+      [PUSH_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<PushNotice>) {
+          // Logged traffic stops with the drain, as for deliveries: clients resume elsewhere from their cursor.
+          if (this.draining || this.suspended) return;
+          this.eachSink(sink => sink.push(ctx.params));
+        }
+      },
+      [PRESENCE_NOTICE_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<PresenceNotice>) {
+          this.eachSink(sink => sink.presence?.(ctx.params));
+        }
+      },
+      [MEMBERS_REMOVED_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<MembersRemovedNotice>) {
+          this.eachSink(sink => sink.membersRemoved?.(ctx.params));
+        }
+      },
+      /** Seed 002 class A relays (typing) for this node's raw WebSocket connections. */
+      [WS_RELAY_EVENT]: {
+        handler(this: GatewayThis, ctx: Context<WsRelay>) {
+          this.rawWs?.relayLocal(ctx.params);
         }
       }
     },
@@ -344,6 +457,33 @@ export function createGatewayService(config: Config): ServiceSchema {
     methods: {
       pf2(this: GatewayThis) {
         return this.io.of("/");
+      },
+
+      app(this: GatewayThis) {
+        return this.io.of(APP_NAMESPACE);
+      },
+
+      connectionCount(this: GatewayThis) {
+        return this.pf2().sockets.size + this.app().sockets.size + (this.rawWs?.size ?? 0);
+      },
+
+      releaseConnection(this: GatewayThis, socket: Socket) {
+        return this.onPf2Disconnect(socket);
+      },
+
+      addPushSink(this: GatewayThis, sink: PushSink) {
+        this.pushSinks.push(sink);
+      },
+
+      eachSink(this: GatewayThis, call: (sink: PushSink) => void) {
+        if (!this.io) return;
+        for (const sink of this.pushSinks) {
+          try {
+            call(sink);
+          } catch (err) {
+            this.logger.warn("A protocol adapter failed to render a push", { sink: sink.name, error: (err as Error).message });
+          }
+        }
       },
 
       /** REST: verified token + matching X-Tenant-ID (moleculer-web `authentication: true`). */
@@ -387,10 +527,15 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Socket.IO handshake (moleculer-io `authorization: true`). */
       async socketAuthorize(this: GatewayThis, socket: Socket) {
+        // Seed 003 has its own handshake errors (`{code: "socket_error:…", message}`).
+        if (socket.nsp.name === APP_NAMESPACE) return authorizeAppSocket(this, socket);
         if (!this.accepting) {
           throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; reconnect to another node", { reason: "shutting_down" }));
         }
-        if (this.pf2().sockets.size >= this.config.wsMaxConnections) {
+        if (Date.now() < this.joinedAt) {
+          throw handshakeError(new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is joining the cluster; retry shortly", { reason: "starting", retryable: true, retryAfterMs: this.joinedAt - Date.now() }));
+        }
+        if (this.connectionCount() >= this.config.wsMaxConnections) {
           reportConnectionRefused(this.broker, "max_connections", "socket.io", socket.handshake.address, { limit: this.config.wsMaxConnections });
           throw handshakeError(new RealtimeError(ErrorCode.RATE_LIMIT, "Connection limit of this node reached", { reason: "max_connections", limit: this.config.wsMaxConnections }));
         }
@@ -429,6 +574,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           clientId: isIdentifier(requestedClientId) ? requestedClientId : randomUUID(),
           rooms: new Set(),
           connectedAt: Date.now(),
+          ...deviceOf(socket),
           ...(resumeFrom !== undefined ? { resumeFrom } : {}),
           ...(resumeRooms !== undefined ? { resumeRooms: [...new Set(resumeRooms as string[])] } : {})
         };
@@ -448,7 +594,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           if (typeof ack === "function") (ack as (b: unknown) => void)(body);
         });
         socket.on("disconnect", () => {
-          this.onPf2Disconnect(socket).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
+          this.inFlight.track(this.onPf2Disconnect(socket)).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
         });
         scheduleExpiry(socket, state);
         await this.registerConnection(state);
@@ -466,7 +612,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         let lastSent = state.resumeFrom;
         try {
           for (const roomId of state.resumeRooms ?? []) {
-            await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            try {
+              await this.callAs(state, "rooms.join", { tenantId: state.tenantId, roomId, connectionId: state.connectionId, userId: state.userId, nodeId: this.broker.nodeID });
+            } catch (err) {
+              // A room the user may no longer join (made private since) is left out of `rooms`.
+              if ((err as { type?: unknown }).type === ErrorCode.AUTHZ_FAILED) continue;
+              throw err;
+            }
             state.rooms.add(roomId);
             socket.join(roomChannel(state.tenantId, roomId));
           }
@@ -479,6 +631,12 @@ export function createGatewayService(config: Config): ServiceSchema {
           socket.emit(PF2_EVENTS.connected, { ...connectedEvent(state), rooms: [...state.rooms], recovered: !page.lost, ...(page.lost ? { lastEventId: page.next } : {}) });
           while (!page.lost && socket.connected) {
             for (const stored of page.events) {
+              // Paced by the client's reading, so a long replay never trips the slow-consumer limit.
+              if (!(await whenBacklogBelow(socket, Math.floor(this.config.wsMaxBufferedMessages / 2), this.config.wsPingTimeoutMs))) {
+                const conn = socket.conn as unknown as EngineConnection;
+                if (conn.readyState === "open") this.shedSlowConsumer(conn, outboundBacklog(conn));
+                return;
+              }
               const [name, payload] = pf2EventOf(stored);
               socket.emit(name, payload);
               lastSent = stored.position;
@@ -506,9 +664,25 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async appendEvent(this: GatewayThis, event: BusEvent): Promise<StoredEvent> {
-        if (this.eventLog) return (await this.eventLog.append(event.tenantId, event, Date.now())).event;
-        const result = await this.broker.call<{ event: StoredEvent }, { tenantId: string; event: BusEvent }>("eventbus.append", { tenantId: event.tenantId, event }, { timeout: 5000, retries: 0 });
-        return result.event;
+        return (await this.appendOnce(event)).event;
+      },
+
+      async appendOnce(this: GatewayThis, event: BusEvent): Promise<AppendResult> {
+        // Cut off from the other nodes, an acknowledged event could not reach their clients live.
+        if (this.suspended || transporterStatus(this.broker)?.connected === false) {
+          throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "This node is cut off from the cluster; send it again to another node", { reason: "transporter_unavailable", retryable: true }, 503);
+        }
+        // No request per message on this path: the log in Redis is written directly; an event bus
+        // of this process is called as a function; a remote one gets one request per batch.
+        if (this.eventLog) return this.eventLog.append(event.tenantId, event, Date.now());
+        const local = this.localEventBus();
+        if (local) return local.store(event.tenantId, event);
+        return this.appendBatcher.append(event);
+      },
+
+      localEventBus(this: GatewayThis) {
+        if (this.localBus === undefined) this.localBus = (this.broker.getLocalService("eventbus") as unknown as LocalEventBus | undefined) ?? null;
+        return this.localBus ?? undefined;
       },
 
       async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
@@ -521,7 +695,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         if (log) return readVisible((a, l) => log.read(tenantId, a, l), after, limit, viewer);
         return this.broker.call<ReadResult, object>(
           "eventbus.read",
-          { tenantId, userId: viewer.userId, rooms: [...viewer.rooms], ...(after !== undefined ? { after } : {}), limit },
+          { tenantId, userId: viewer.userId, rooms: [...viewer.rooms], ...(after !== undefined ? { after } : {}), limit, ...(viewer.eventTypes ? { eventTypes: [...viewer.eventTypes] } : {}) },
           { timeout: 10_000, retries: 0 }
         );
       },
@@ -530,7 +704,13 @@ export function createGatewayService(config: Config): ServiceSchema {
         try {
           await this.broker.call(
             "presence.connect",
-            { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId, nodeId: this.broker.nodeID },
+            {
+              tenantId: state.tenantId,
+              userId: state.userId,
+              connectionId: state.connectionId,
+              nodeId: this.broker.nodeID,
+              device: { connectedAt: state.connectedAt, ...(state.userAgent !== undefined ? { userAgent: state.userAgent } : {}), ...(state.ip !== undefined ? { ip: state.ip } : {}) }
+            },
             { timeout: 5000, retries: 0 }
           );
         } catch (err) {
@@ -562,9 +742,9 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Refreshes presence of every local connection; re-registers those the store lost. */
       async heartbeatConnections(this: GatewayThis) {
-        const sockets = [...this.pf2().sockets.values()];
-        for (let start = 0; start < sockets.length; start += HEARTBEAT_CHUNK) {
-          const chunk = sockets.slice(start, start + HEARTBEAT_CHUNK).map(stateOf);
+        const states = [...[...this.pf2().sockets.values(), ...this.app().sockets.values()].map(stateOf), ...this.rawWs.states()];
+        for (let start = 0; start < states.length; start += HEARTBEAT_CHUNK) {
+          const chunk = states.slice(start, start + HEARTBEAT_CHUNK);
           const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
           const { unknown } = await this.broker.call<{ unknown: typeof refs }, { connections: typeof refs }>(
             "presence.heartbeat",
@@ -582,29 +762,45 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       },
 
-      async deliver(this: GatewayThis, delivery: Delivery) {
-        // Without a transporter this process is the only gateway: emit directly instead of paying
-        // for a Moleculer broadcast (context, event routing) on every message.
-        if (!this.broker.transit) {
-          emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
-          return;
+      async deliver(this: GatewayThis, delivery: Delivery, options?: { confirm?: boolean }) {
+        // This node's sockets directly; other gateways through one event packet each. A Moleculer
+        // broadcast would also route the local share through a context and dispatch per message.
+        if (!((this.draining || this.suspended) && isLogged(delivery))) emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
+        if (!this.broker.transit) return;
+        await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
+        if (options?.confirm) {
+          // A logged event is acknowledged only once the transporter holds its broadcast: a node
+          // dying right after the ack must not take the only live copy with it (its recipients on
+          // other nodes stay connected and would never replay it).
+          try {
+            await flushTransporter(this.broker, DELIVERY_CONFIRM_TIMEOUT_MS);
+          } catch (err) {
+            const eventId = (delivery.payload as { messageId?: string; eventId?: string } | null);
+            throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "Stored, but its live delivery could not be confirmed; send it again with the same messageId", {
+              reason: "delivery_unconfirmed",
+              retryable: true,
+              messageId: eventId?.messageId ?? eventId?.eventId,
+              cause: (err as Error).message
+            }, 503);
+          }
         }
-        await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
       },
 
       async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
-        const key = `conn:${state.connectionId}:${bucket}`;
         const limit = this.config.wsMessageRateLimit;
-        const now = Date.now();
-        let result: RateLimitResult;
-        try {
-          result = await this.rateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
-        } catch (err) {
-          this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
-          result = await this.fallbackRateLimits.consume(state.tenantId, key, limit, MINUTE_MS, now);
-        }
+        const result = await this.consumeRate(state.tenantId, `conn:${state.connectionId}:${bucket}`, limit, MINUTE_MS);
         if (!result.allowed) reportRateLimited(this.broker, state.principal, bucket, { via: "socket.io", max: limit, windowMs: MINUTE_MS, connectionId: state.connectionId });
         return result;
+      },
+
+      async consumeRate(this: GatewayThis, tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult> {
+        const now = Date.now();
+        try {
+          return await this.rateLimits.consume(tenantId, key, limit, windowMs, now);
+        } catch (err) {
+          this.logger.warn("Rate-limit store unreachable; counting on this node", { error: (err as Error).message });
+          return this.fallbackRateLimits.consume(tenantId, key, limit, windowMs, now);
+        }
       },
 
       reportClassD(this: GatewayThis, state: ConnectionState, target: string, type: string) {
@@ -627,9 +823,58 @@ export function createGatewayService(config: Config): ServiceSchema {
         });
       },
 
+      // --- Resilience (issue 6) ---------------------------------------------------------------
+
+      /** A connection whose client stopped reading: tell it (queued behind its backlog) and close it. */
+      shedSlowConsumer(this: GatewayThis, conn: EngineConnection, backlog: OutboundBacklog) {
+        const limits = { maxMessages: this.config.wsMaxBufferedMessages, maxBytes: this.config.wsMaxBufferedBytes };
+        const sockets = [this.pf2(), this.io.of(feed.namespace)].flatMap(nsp => [...nsp.sockets.values()].filter(socket => (socket.conn as unknown) === conn));
+        closeSlowConsumer(conn, () => {
+          for (const socket of sockets) {
+            const state = socket.data as Partial<ConnectionState>;
+            this.logger.warn("Slow consumer disconnected", { tenantId: state.tenantId, connectionId: socket.id, ...backlog });
+            emitNotice(socket, "Too many messages were waiting for this connection; reconnect and resume from your last position", {
+              reason: SLOW_CONSUMER,
+              retryable: true,
+              reconnect: true,
+              buffered: backlog,
+              limits
+            });
+          }
+        });
+      },
+
+      resyncClients(this: GatewayThis) {
+        let count = 0;
+        for (const nsp of [this.pf2(), this.io.of(feed.namespace)]) {
+          for (const socket of nsp.sockets.values()) {
+            count += 1;
+            emitNotice(socket, "This node lost the cluster for a while and may have missed traffic; reconnect and resume from your last position", {
+              ...shutdownDetails(socket),
+              reason: RESYNC
+            });
+            (socket.conn as unknown as EngineConnection).close();
+          }
+        }
+        this.logger.warn("Transporter reconnected: asked local clients to resume", { clients: count });
+      },
+
+      async recoverAfterRedis(this: GatewayThis) {
+        // The services' own Redis clients reconnect within about a second too: retry briefly.
+        for (const waitMs of [0, 500, 1000, 1500]) {
+          await new Promise(resolve => setTimeout(resolve, waitMs));
+          try {
+            await this.heartbeatConnections();
+            return;
+          } catch (err) {
+            this.logger.debug("Presence re-registration after Redis returned failed; retrying", { error: (err as Error).message });
+          }
+        }
+      },
+
       async healthReport(this: GatewayThis) {
         const now = new Date().toISOString();
-        const active = this.io ? this.pf2().sockets.size : 0;
+        const active = this.io ? this.connectionCount() : 0;
         const services: Record<string, Record<string, unknown>> = {
           websocket: {
             status: this.accepting ? "healthy" : "unhealthy",
@@ -639,31 +884,45 @@ export function createGatewayService(config: Config): ServiceSchema {
             lastCheck: now
           }
         };
-        let degraded = false;
-        if (this.redis) {
-          try {
-            const latency = await pingLatencyMs(this.redis);
-            services.redis = { status: "healthy", latency: Math.round(latency * 100) / 100, lastCheck: now };
-          } catch (err) {
-            degraded = true;
-            services.redis = { status: "unhealthy", error: (err as Error).message, lastCheck: now };
+        // Every dependency that is down is named in `degradedBy` (issue 6: say which).
+        const degradedBy: string[] = [];
+        const transporter = transporterStatus(this.broker);
+        if (transporter) {
+          services.transporter = {
+            status: transporter.connected ? "healthy" : "unhealthy",
+            connected: transporter.connected,
+            nodes: this.broker.registry.getNodeList({ onlyAvailable: true, withServices: false }).length,
+            reconnects: transporter.reconnects,
+            lastCheck: now
+          };
+          if (!transporter.connected) degradedBy.push("transporter");
+        }
+        const [redis, eventbus] = await Promise.all([
+          this.redis ? pingLatencyMs(this.redis).then(latency => ({ latency }), (err: Error) => ({ error: err.message })) : undefined,
+          this.broker.call<Record<string, unknown>, object>("eventbus.stats", {}, { timeout: 1000, retries: 0 }).catch(() => undefined)
+        ]);
+        if (redis) {
+          if ("latency" in redis) services.redis = { status: "healthy", latency: Math.round(redis.latency * 100) / 100, lastCheck: now };
+          else {
+            services.redis = { status: "unhealthy", error: redis.error, lastCheck: now };
+            degradedBy.push("redis");
           }
         }
-        try {
-          const stats = await this.broker.call<Record<string, unknown>, object>("eventbus.stats", {}, { timeout: 1000, retries: 0 });
-          services.eventbus = { ...stats, lastCheck: now };
-          if (stats.status !== "healthy") degraded = true;
-        } catch {
-          services.eventbus = { status: "unhealthy", lastCheck: now };
-          degraded = true;
+        services.eventbus = eventbus ? { ...eventbus, lastCheck: now } : { status: "unhealthy", lastCheck: now };
+        if (eventbus?.status !== "healthy") degradedBy.push("eventbus");
+        // Reported when the cluster runs the reconciliation service (seed 000 `services.reconciliation`).
+        if (this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === "reconciliation")) {
+          const stats = await this.broker.call<Record<string, unknown>, object>("reconciliation.stats", {}, { timeout: 1000, retries: 0 }).catch(() => undefined);
+          services.reconciliation = stats ? { ...stats, lastCheck: now } : { status: "unhealthy", lastCheck: now };
+          if (stats?.status !== "healthy") degradedBy.push("reconciliation");
         }
         for (const name of ["presence", "rooms"]) {
           const available = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === name);
           services[name] = { status: available ? "healthy" : "unhealthy", lastCheck: now };
-          if (!available) degraded = true;
+          if (!available) degradedBy.push(name);
         }
-        const status = !this.accepting ? "unhealthy" : degraded ? "degraded" : "healthy";
-        return { status, body: { status, services, timestamp: now } };
+        const status = !this.accepting ? "unhealthy" : degradedBy.length > 0 ? "degraded" : "healthy";
+        return { status, body: { status, ...(degradedBy.length > 0 ? { degradedBy } : {}), services, timestamp: now } };
       }
     },
 
@@ -678,6 +937,30 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.eventLog = createEventLog(config);
       }
       this.accepting = true;
+      this.rawWs = new RawWsAdapter(this);
+      this.rawPolling = new Seed002Polling(this);
+      this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app()), this.rawWs.sink()];
+      this.appendBatcher = new AppendBatcher(events =>
+        this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
+      );
+      this.draining = false;
+      this.suspended = false;
+      this.joinedAt = Number.POSITIVE_INFINITY;
+      this.inFlight = new InFlight();
+      // broker.stop first tells the cluster this node is gone (the other gateways stop relaying to
+      // it) and only later stops the services: begin the drain at that first moment.
+      // The drain runs alongside the rest of the stop (Moleculer first waits for tracked calls).
+      const stop = this.broker.stop.bind(this.broker);
+      this.broker.stop = () => {
+        this.accepting = false;
+        this.draining = true;
+        if (this.io && !this.drained) {
+          this.drained = drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger).catch((err: Error) => {
+            this.logger.warn("Drain failed", { error: err.message });
+          });
+        }
+        return stop();
+      };
     },
 
     async started(this: GatewayThis) {
@@ -685,6 +968,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       if (this.redis) await whenReady(this.redis, 2000);
       this.io.of(feed.namespace).on("connection", (socket: Socket) => {
         onFeedConnection(this, feed, socket).catch((err: Error) => this.logger.error("Feed connection set-up failed", { connectionId: socket.id, error: err.message }));
+      });
+      this.app().on("connection", (socket: Socket) => {
+        onAppConnection(this, socket).catch((err: Error) => this.logger.error("/ws/app connection set-up failed", { connectionId: socket.id, error: err.message }));
       });
       this.pf2().on("connection", (socket: Socket) => {
         this.onPf2Connection(socket).catch((err: Error) => this.logger.error("Connection set-up failed", { connectionId: socket.id, error: err.message }));
@@ -695,17 +981,62 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.heartbeatConnections().catch((err: Error) => this.logger.warn("Presence heartbeat failed", { error: err.message }));
       }, everyMs);
       this.heartbeatTimer.unref();
+      this.rawWs.attach(this.server);
+      // --- Resilience (issue 6) ---
+      const joinGraceMs = this.broker.transit ? clusterJoinGraceMs(this.broker) : 0;
+      this.joinedAt = Date.now() + joinGraceMs;
+      watchTransporter(this.broker);
+      // Cut off from the cluster, the node stops taking and emitting logged traffic. After a
+      // reconnect the other nodes learn again that it exists; once they have, the local clients
+      // resume (what they missed meanwhile is replayed from their cursors) and traffic flows again.
+      let rejoin: NodeJS.Timeout | undefined;
+      this.stopWatchingTransporter = onTransporterChange(this.broker, {
+        disconnect: () => {
+          clearTimeout(rejoin);
+          this.suspended = true;
+        },
+        reconnect: () => {
+          clearTimeout(rejoin);
+          rejoin = setTimeout(() => {
+            this.resyncClients();
+            this.suspended = false;
+          }, joinGraceMs);
+          rejoin.unref();
+        }
+      });
+      const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
+      this.io.engine.on("connection", (conn: EngineConnection) => guardOutbound(conn, limits, backlog => this.shedSlowConsumer(conn, backlog)));
+      let redisDown = false;
+      const down = () => (redisDown = true);
+      this.redis?.on("error", down);
+      this.redis?.on("close", down);
+      this.redis?.on("ready", () => {
+        if (!redisDown) return;
+        redisDown = false;
+        this.logger.info("Redis is back; re-registering presence and rooms of local connections");
+        this.recoverAfterRedis().catch(() => undefined);
+      });
     },
 
     async stopped(this: GatewayThis) {
       this.accepting = false;
+      this.stopWatchingTransporter?.();
       if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+      // Graceful shutdown (protocols/shutdown.ts): tell clients, finish in-flight events, close.
+      if (this.io) await (this.drained ?? drainGateway(this.io, this.inFlight, config.shutdownTimeoutMs, this.logger));
+      await this.rawWs.close();
       await this.rateLimits.close();
       await this.fallbackRateLimits.close();
       await this.eventLog?.close();
       if (config.redisUrl) await releaseRedis(config.redisUrl);
     }
   });
+}
+
+/** One heartbeat and a margin: by then every node has this one's INFO (a heartbeat from an unknown node triggers discovery). */
+function clusterJoinGraceMs(broker: Service["broker"]): number {
+  const interval = Number((broker.options as { heartbeatInterval?: number }).heartbeatInterval ?? 5);
+  return Math.max(0, interval) * 1000 + 500;
 }
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */

@@ -5,7 +5,12 @@ import Redis from "ioredis";
  *
  * Until the first connection attempt ends, commands wait for it. After that, commands fail fast while Redis is unreachable (no offline queue), so callers see an error
  * at once and degrade instead of hanging; the client keeps reconnecting in the background.
+ * A command that gets no answer within {@link REDIS_COMMAND_TIMEOUT_MS} (a Redis that hangs, or a
+ * network partition that keeps the TCP connection open) fails too. Such a failure is ambiguous for
+ * a write: Redis may still apply it later, so writers retry idempotently (eventIds, messageIds).
  */
+export const REDIS_COMMAND_TIMEOUT_MS = 2000;
+
 const clients = new Map<string, { client: Redis; users: number }>();
 
 export function acquireRedis(url: string): Redis {
@@ -18,6 +23,7 @@ export function acquireRedis(url: string): Redis {
     enableOfflineQueue: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     // Closing a client that never connected must not hold the process open for ioredis' default 2 s.
     disconnectTimeout: 100,
     retryStrategy: times => Math.min(100 * times, 1000),

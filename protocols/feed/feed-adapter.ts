@@ -71,7 +71,7 @@ export async function postFeedEvent(host: GatewayHost, settings: FeedSettings, t
     schemaVersion: "1.0"
   };
   const feedEvent = feedEventOf(await host.appendEvent(event));
-  await host.deliver({ tenantId, target: { tenant: true }, event: "event_created", payload: feedEvent, namespace: settings.namespace });
+  await host.deliver({ tenantId, target: { tenant: true }, event: "event_created", payload: feedEvent, namespace: settings.namespace }, { confirm: true });
   return feedEvent;
 }
 

@@ -136,7 +136,8 @@ const onMessage: Handler = async (socket, data, ack) => {
     // Classes B and C are appended to the tenant's log first: acknowledged means durable, and
     // every recipient can replay it from its position after a disconnect.
     const event: BusEvent = {
-      eventId: randomUUID(),
+      // A client-chosen messageId makes a retry idempotent (the log dedupes by eventId).
+      eventId: input.messageId ?? randomUUID(),
       eventType: input.type,
       tenantId: state.tenantId,
       timestamp: new Date().toISOString(),
@@ -146,16 +147,22 @@ const onMessage: Handler = async (socket, data, ack) => {
       audience: input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string },
       message: { senderId: state.userId, interactionClass }
     };
-    const stored = await host.appendEvent(event);
+    const appended = await host.appendOnce(event);
+    const stored = appended.event;
+    if (appended.duplicate && !sameMessage(stored, event)) {
+      throw invalidRequest("messageId was already used for another message", { event: "message", messageId: event.eventId });
+    }
+    // A retried message is delivered again: the first attempt may have failed between the append
+    // and the delivery. Recipients drop what they already have by messageId.
     const [name, payload] = pf2EventOf(stored);
-    await host.deliver({ tenantId: state.tenantId, target, event: name, payload });
+    await host.deliver({ tenantId: state.tenantId, target, event: name, payload }, { confirm: true });
     const answer = { messageId: stored.eventId, position: stored.position };
     socket.emit(PF2_EVENTS.messageAck, answer);
     ack?.(answer);
     return;
   }
   const message: Pf2Message = {
-    messageId: randomUUID(),
+    messageId: input.messageId ?? randomUUID(),
     type: input.type,
     interactionClass,
     tenantId: state.tenantId,
@@ -248,14 +255,34 @@ function emitError(socket: Socket, event: string, err: unknown, ack: Ack | undef
   ack?.(body);
 }
 
-/** Wraps a handler for moleculer-io: `this` is the socket, the last argument may be an ack callback. */
+/** A retry of the same message: same sender, type, audience and payload. */
+function sameMessage(stored: StoredEvent, attempt: BusEvent): boolean {
+  return (
+    stored.message?.senderId === attempt.message?.senderId &&
+    stored.eventType === attempt.eventType &&
+    JSON.stringify(stored.audience) === JSON.stringify(attempt.audience) &&
+    JSON.stringify(stored.payload) === JSON.stringify(attempt.payload)
+  );
+}
+
+/**
+ * Wraps a handler for moleculer-io: `this` is the socket, the last argument may be an ack callback.
+ * While the node shuts down new events are refused (`shutting_down`, retry on another node); the
+ * ones already running are tracked so the shutdown waits for them.
+ */
 function guarded(event: string, handler: Handler) {
   return function (this: Socket, ...args: unknown[]) {
     const ack = typeof args[args.length - 1] === "function" ? (args.pop() as Ack) : undefined;
     const socket = this as HostedSocket;
+    const host = socket.$service;
+    if (!host.accepting) {
+      const refusal = new RealtimeError(ErrorCode.INTERNAL_ERROR, "Server is shutting down; send this again to another node", { event, reason: "shutting_down", retryable: true });
+      emitError(socket, event, refusal, ack);
+      return;
+    }
     try {
       const done = handler(socket, args[0], ack);
-      if (done instanceof Promise) done.catch(err => emitError(socket, event, err, ack));
+      if (done instanceof Promise) host.inFlight.track(done).catch(err => emitError(socket, event, err, ack));
     } catch (err) {
       emitError(socket, event, err, ack);
     }

@@ -10,6 +10,8 @@ const identifier = { type: "string", min: 1, max: 128, pattern: /^[^\u0000-\u001
 const claimedTenant = { type: "string", optional: true } as const;
 
 export interface Pf2MessageInput {
+  /** Client-chosen id: sending the same message again with it is idempotent (classes B/C). */
+  messageId?: string;
   type: string;
   interactionClass?: string;
   recipientId?: string;
@@ -32,6 +34,7 @@ export interface Pf2PresenceInput {
 
 export const checkMessage = v.compile({
   $$strict: true,
+  messageId: { type: "string", min: 1, max: 128, pattern: /^[A-Za-z0-9_.:-]+$/, optional: true },
   type: { type: "string", min: 1, max: 128 },
   interactionClass: { type: "enum", values: [...ALL_INTERACTION_CLASSES], optional: true },
   recipientId: { ...identifier, optional: true },

@@ -23,7 +23,12 @@ export interface BusEvent {
   message?: { senderId: string; interactionClass: string };
 }
 
-export type Audience = { userId: string } | { roomId: string };
+/**
+ * Who may see an event: one user, the members of one PF-2 room, or a list of users (an
+ * application push to a conversation's participants; `conversationId` says which, so adapters can
+ * also reach sockets that joined the conversation).
+ */
+export type Audience = { userId: string } | { roomId: string } | { userIds: string[]; conversationId?: string };
 
 export interface StoredEvent extends BusEvent {
   position: string;

@@ -1,7 +1,15 @@
-import type { ConnectionRef, Presence, PresenceChange, PresenceStatus, PresenceStore } from "./presence-store";
+import type { ConnectionInfo, ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatus, PresenceStore } from "./presence-store";
+
+interface Connection {
+  nodeId: string;
+  lastBeat: number;
+  connectedAt: number;
+  userAgent?: string;
+  ip?: string;
+}
 
 interface UserState {
-  connections: Map<string, { nodeId: string; lastBeat: number }>;
+  connections: Map<string, Connection>;
   status: PresenceStatus;
   metadata?: Record<string, unknown>;
   lastSeen: number | null;
@@ -12,10 +20,13 @@ export class MemoryPresenceStore implements PresenceStore {
   /** tenantId → userId → state */
   private readonly tenants = new Map<string, Map<string, UserState>>();
 
-  async connect(tenantId: string, userId: string, connectionId: string, nodeId: string, now: number) {
+  async connect(tenantId: string, userId: string, connectionId: string, nodeId: string, now: number, device: DeviceInfo = {}) {
     const state = this.stateOf(tenantId, userId, true);
     const wasOnline = state.connections.size > 0;
-    state.connections.set(connectionId, { nodeId, lastBeat: now });
+    const connection: Connection = { nodeId, lastBeat: now, connectedAt: device.connectedAt ?? now };
+    if (device.userAgent !== undefined) connection.userAgent = device.userAgent;
+    if (device.ip !== undefined) connection.ip = device.ip;
+    state.connections.set(connectionId, connection);
     state.lastSeen = now;
     if (!wasOnline) {
       state.status = "online";
@@ -69,11 +80,23 @@ export class MemoryPresenceStore implements PresenceStore {
     return userIds.map(userId => this.viewOrUnknown(tenantId, userId));
   }
 
+  async connections(tenantId: string, userId: string) {
+    const state = this.stateOf(tenantId, userId, false);
+    const list: ConnectionInfo[] = [];
+    for (const [connectionId, conn] of state?.connections ?? []) {
+      const info: ConnectionInfo = { connectionId, nodeId: conn.nodeId, connectedAt: conn.connectedAt, lastSeen: conn.lastBeat };
+      if (conn.userAgent !== undefined) info.userAgent = conn.userAgent;
+      if (conn.ip !== undefined) info.ip = conn.ip;
+      list.push(info);
+    }
+    return list.sort(byConnectedAt);
+  }
+
   async close() {
     this.tenants.clear();
   }
 
-  private removeWhere(stale: (conn: { nodeId: string; lastBeat: number }) => boolean, now: number): PresenceChange[] {
+  private removeWhere(stale: (conn: Connection) => boolean, now: number): PresenceChange[] {
     const changes: PresenceChange[] = [];
     for (const [tenantId, users] of this.tenants) {
       for (const [userId, state] of users) {
@@ -111,6 +134,11 @@ export class MemoryPresenceStore implements PresenceStore {
     const state = this.stateOf(tenantId, userId, false);
     return state ? view(userId, state) : { userId, status: "offline", lastSeen: null, connections: 0 };
   }
+}
+
+/** The order `connections` promises: by `connectedAt`, then `connectionId`. */
+export function byConnectedAt(a: ConnectionInfo, b: ConnectionInfo): number {
+  return a.connectedAt - b.connectedAt || (a.connectionId < b.connectionId ? -1 : a.connectionId > b.connectionId ? 1 : 0);
 }
 
 function view(userId: string, state: UserState): Presence {

@@ -1,12 +1,14 @@
 import type Redis from "ioredis";
 import { globalKey, tenantKey } from "../../lib/keys";
 import { defineScript, type LuaScript } from "../redis-connection";
-import type { ConnectionRef, Presence, PresenceChange, PresenceStatus, PresenceStore } from "./presence-store";
+import { byConnectedAt } from "./presence-store.memory";
+import type { ConnectionInfo, ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatus, PresenceStore } from "./presence-store";
 
 /*
  * Layout (every key prefixed with REDIS_KEY_PREFIX):
  *   t:<tenant>:presence:<user>:conns   hash  connectionId → key of its node's set
  *   t:<tenant>:presence:<user>         hash  status, metadata (JSON), lastSeen (epoch ms)
+ *   t:<tenant>:presence:<user>:devices hash  connectionId → device JSON {connectedAt, userAgent?, ip?}
  *   g:presence:beats                    zset  member [tenant,user,connection] scored by last heartbeat
  *   g:presence:node:<nodeId>            set   members of that node, for removeNode
  * Scripts keep "became online/offline" decisions atomic across presence nodes. The scripts touch
@@ -16,6 +18,7 @@ import type { ConnectionRef, Presence, PresenceChange, PresenceStatus, PresenceS
 const CONNECT = `
 local before = redis.call('HLEN', KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], KEYS[4])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[2])
 if before == 0 then
@@ -32,6 +35,7 @@ const REMOVE = `
 local nodeKey = redis.call('HGET', KEYS[1], ARGV[1])
 if not nodeKey then
   redis.call('ZREM', KEYS[3], ARGV[2])
+  redis.call('HDEL', KEYS[4], ARGV[1])
   return {0, redis.call('HLEN', KEYS[1]), redis.call('HMGET', KEYS[2], 'status', 'metadata', 'lastSeen')}
 end
 if ARGV[4] ~= '' then
@@ -41,6 +45,7 @@ if ARGV[4] ~= '' then
   end
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('SREM', nodeKey, ARGV[2])
 redis.call('HSET', KEYS[2], 'lastSeen', ARGV[3])
@@ -98,10 +103,11 @@ export class RedisPresenceStore implements PresenceStore {
     this.heartbeatScript = defineScript(redis, "pf2PresenceHeartbeat", HEARTBEAT);
   }
 
-  async connect(tenantId: string, userId: string, connectionId: string, nodeId: string, now: number) {
+  async connect(tenantId: string, userId: string, connectionId: string, nodeId: string, now: number, device: DeviceInfo = {}) {
+    const stored: DeviceInfo = { connectedAt: device.connectedAt ?? now, userAgent: device.userAgent, ip: device.ip };
     const reply = (await this.connectScript(
-      [this.connsKey(tenantId, userId), this.stateKey(tenantId, userId), this.beatsKey(), this.nodeKey(nodeId)],
-      [connectionId, member({ tenantId, userId, connectionId }), now]
+      [this.connsKey(tenantId, userId), this.stateKey(tenantId, userId), this.beatsKey(), this.nodeKey(nodeId), this.devicesKey(tenantId, userId)],
+      [connectionId, member({ tenantId, userId, connectionId }), now, JSON.stringify(stored)]
     )) as ScriptReply;
     return { changed: reply[0] === 0, presence: view(userId, reply) };
   }
@@ -176,13 +182,43 @@ export class RedisPresenceStore implements PresenceStore {
     });
   }
 
+  async connections(tenantId: string, userId: string) {
+    const [[connsErr, conns], [devicesErr, devices]] = ((await this.redis
+      .pipeline()
+      .hgetall(this.connsKey(tenantId, userId))
+      .hgetall(this.devicesKey(tenantId, userId))
+      .exec()) ?? []) as Array<[Error | null, Record<string, string>]>;
+    if (connsErr) throw connsErr;
+    if (devicesErr) throw devicesErr;
+    const ids = Object.keys(conns);
+    if (ids.length === 0) return [];
+    const beats = this.redis.pipeline();
+    for (const connectionId of ids) beats.zscore(this.beatsKey(), member({ tenantId, userId, connectionId }));
+    const scores = (await beats.exec()) ?? [];
+    const list: ConnectionInfo[] = [];
+    ids.forEach((connectionId, i) => {
+      const [err, score] = scores[i] as [Error | null, string | null];
+      if (err) throw err;
+      // Removed between the two reads: it is no longer live.
+      if (score === null) return;
+      const lastSeen = Number(score);
+      const device = parseDevice(devices[connectionId]);
+      const nodeKey = conns[connectionId];
+      const info: ConnectionInfo = { connectionId, nodeId: decodeURIComponent(nodeKey.slice(nodeKey.lastIndexOf(":") + 1)), connectedAt: device.connectedAt ?? lastSeen, lastSeen };
+      if (device.userAgent !== undefined) info.userAgent = device.userAgent;
+      if (device.ip !== undefined) info.ip = device.ip;
+      list.push(info);
+    });
+    return list.sort(byConnectedAt);
+  }
+
   async close() {
     await this.release();
   }
 
   private async remove(ref: ConnectionRef, now: number, staleBefore: string) {
     const reply = (await this.removeScript(
-      [this.connsKey(ref.tenantId, ref.userId), this.stateKey(ref.tenantId, ref.userId), this.beatsKey()],
+      [this.connsKey(ref.tenantId, ref.userId), this.stateKey(ref.tenantId, ref.userId), this.beatsKey(), this.devicesKey(ref.tenantId, ref.userId)],
       [ref.connectionId, member(ref), now, staleBefore]
     )) as ScriptReply;
     return { changed: reply[0] === 1 && reply[1] === 0, presence: view(ref.userId, reply) };
@@ -203,6 +239,9 @@ export class RedisPresenceStore implements PresenceStore {
   }
   private stateKey(tenantId: string, userId: string) {
     return `${this.prefix}:${tenantKey(tenantId, "presence", userId)}`;
+  }
+  private devicesKey(tenantId: string, userId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "presence", userId, "devices")}`;
   }
   private beatsKey() {
     return `${this.prefix}:${globalKey("presence", "beats")}`;
@@ -226,6 +265,21 @@ function parseMember(raw: string): ConnectionRef | undefined {
     // fall through: a foreign or corrupt member is dropped by the caller
   }
   return undefined;
+}
+
+/** A device entry; a missing or corrupt one (written by an older version) is treated as empty. */
+function parseDevice(raw: string | undefined): DeviceInfo {
+  if (raw === undefined) return {};
+  try {
+    const value = JSON.parse(raw) as Record<string, unknown>;
+    const device: DeviceInfo = {};
+    if (typeof value.connectedAt === "number") device.connectedAt = value.connectedAt;
+    if (typeof value.userAgent === "string") device.userAgent = value.userAgent;
+    if (typeof value.ip === "string") device.ip = value.ip;
+    return device;
+  } catch {
+    return {};
+  }
 }
 
 function view(userId: string, reply: ScriptReply): Presence {

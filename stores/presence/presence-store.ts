@@ -27,14 +27,38 @@ export interface ConnectionRef {
   connectionId: string;
 }
 
+/** What a gateway knows about one connection (device) when it registers it; every field optional. */
+export interface DeviceInfo {
+  /** When the connection was accepted (epoch ms); defaults to the `now` of its first `connect`. */
+  connectedAt?: number;
+  userAgent?: string;
+  ip?: string;
+}
+
+/** One live connection of a user, as `connections` lists it. */
+export interface ConnectionInfo {
+  connectionId: string;
+  nodeId: string;
+  /** Epoch ms. */
+  connectedAt: number;
+  /** Last heartbeat (or the connect), epoch ms. */
+  lastSeen: number;
+  userAgent?: string;
+  ip?: string;
+}
+
 export interface PresenceChange {
   tenantId: string;
   presence: Presence;
 }
 
 export interface PresenceStore {
-  /** Adds a connection. `changed` is true when the user came online. Idempotent per connectionId. */
-  connect(tenantId: string, userId: string, connectionId: string, nodeId: string, now: number): Promise<{ changed: boolean; presence: Presence }>;
+  /**
+   * Adds a connection. `changed` is true when the user came online. Idempotent per connectionId:
+   * connecting a known connection again refreshes its heartbeat and replaces its device info.
+   * `device` is kept with the connection until it is removed (listed by `connections`).
+   */
+  connect(tenantId: string, userId: string, connectionId: string, nodeId: string, now: number, device?: DeviceInfo): Promise<{ changed: boolean; presence: Presence }>;
 
   /** Removes a connection. `changed` is true when it was the user's last one (user went offline). */
   disconnect(tenantId: string, userId: string, connectionId: string, now: number): Promise<{ changed: boolean; presence: Presence }>;
@@ -62,6 +86,13 @@ export interface PresenceStore {
 
   /** Presence of several users of one tenant, in the order asked. */
   getMany(tenantId: string, userIds: string[]): Promise<Presence[]>;
+
+  /**
+   * The live connections (devices) of one user on every node, ordered by `connectedAt`, then
+   * `connectionId`; empty for a user that is offline or never seen. `lastSeen` is the connection's
+   * last heartbeat. Lists exactly the connections `get` counts.
+   */
+  connections(tenantId: string, userId: string): Promise<ConnectionInfo[]>;
 
   /** Releases timers and connections. */
   close(): Promise<void>;

@@ -45,3 +45,9 @@ export function retryAfter(previous: number, current: number, limit: number, now
   const at = Math.floor(now / windowMs) * windowMs + Math.max(0, neededElapsedMs);
   return Math.max(1, Math.min(windowEnd, at) - now);
 }
+
+/** What a counted hit means for `X-RateLimit-*` headers: the limit, hits left, and when the window ends (refused: when a hit passes again). */
+export function appliedRateLimit(result: RateLimitResult, limit: number, windowMs: number, now: number): { limit: number; remaining: number; resetAt: number } {
+  const resetAt = result.allowed ? (Math.floor(now / windowMs) + 1) * windowMs : now + result.retryAfterMs;
+  return { limit, remaining: result.allowed ? Math.max(0, result.remaining) : 0, resetAt };
+}

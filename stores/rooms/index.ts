@@ -4,7 +4,7 @@ import { MemoryRoomStore } from "./room-store.memory";
 import { RedisRoomStore } from "./room-store.redis";
 import type { RoomStore } from "./room-store";
 
-export type { RoomMember, RoomStore } from "./room-store";
+export type { RoomAccess, RoomInfo, RoomMember, RoomSettings, RoomStore, RoomUpdate } from "./room-store";
 
 /** The one resolver: Redis when REDIS_URL is set, the in-process store otherwise. */
 export function createRoomStore(config: Pick<Config, "redisUrl" | "redisKeyPrefix">): RoomStore {

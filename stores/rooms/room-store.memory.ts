@@ -1,4 +1,13 @@
-import type { RoomMember, RoomStore } from "./room-store";
+import type { RoomAccess, RoomInfo, RoomMember, RoomStore, RoomUpdate } from "./room-store";
+
+interface StoredRoom {
+  private: boolean;
+  members: Set<string>;
+  allowedRoles: Set<string>;
+  createdBy: string;
+  createdAt: string;
+  updatedAt: string;
+}
 
 interface TenantRooms {
   /** roomId → connectionId → member */
@@ -14,6 +23,49 @@ export class MemoryRoomStore implements RoomStore {
   private readonly tenants = new Map<string, TenantRooms>();
   /** nodeId → "tenant\0connection" of connections with at least one membership */
   private readonly byNode = new Map<string, Set<string>>();
+  /** tenantId → roomId → settings (kept apart from memberships, which come and go) */
+  private readonly settings = new Map<string, Map<string, StoredRoom>>();
+
+  async createRoom(tenantId: string, roomId: string, info: Omit<RoomInfo, "roomId">) {
+    let rooms = this.settings.get(tenantId);
+    if (!rooms) {
+      rooms = new Map();
+      this.settings.set(tenantId, rooms);
+    }
+    if (rooms.has(roomId)) return false;
+    rooms.set(roomId, {
+      private: info.private,
+      members: new Set(info.members),
+      allowedRoles: new Set(info.allowedRoles),
+      createdBy: info.createdBy,
+      createdAt: info.createdAt,
+      updatedAt: info.updatedAt
+    });
+    return true;
+  }
+
+  async updateRoom(tenantId: string, roomId: string, update: RoomUpdate) {
+    const room = this.settings.get(tenantId)?.get(roomId);
+    if (!room) return undefined;
+    if (update.private !== undefined) room.private = update.private;
+    if (update.members !== undefined) room.members = new Set(update.members);
+    for (const userId of update.addMembers ?? []) room.members.add(userId);
+    for (const userId of update.removeMembers ?? []) room.members.delete(userId);
+    if (update.allowedRoles !== undefined) room.allowedRoles = new Set(update.allowedRoles);
+    room.updatedAt = update.updatedAt;
+    return infoOf(roomId, room);
+  }
+
+  async getRoom(tenantId: string, roomId: string) {
+    const room = this.settings.get(tenantId)?.get(roomId);
+    return room ? infoOf(roomId, room) : undefined;
+  }
+
+  async getAccess(tenantId: string, roomId: string, userId: string): Promise<RoomAccess | undefined> {
+    const room = this.settings.get(tenantId)?.get(roomId);
+    if (!room) return undefined;
+    return { private: room.private, allowedRoles: [...room.allowedRoles], isMember: room.members.has(userId) };
+  }
 
   async join(tenantId: string, roomId: string, member: RoomMember) {
     const t = this.tenant(tenantId);
@@ -78,6 +130,7 @@ export class MemoryRoomStore implements RoomStore {
   async close() {
     this.tenants.clear();
     this.byNode.clear();
+    this.settings.clear();
   }
 
   private removeMembership(t: TenantRooms, tenantId: string, roomId: string, member: RoomMember) {
@@ -108,6 +161,18 @@ export class MemoryRoomStore implements RoomStore {
     }
     return t;
   }
+}
+
+function infoOf(roomId: string, room: StoredRoom): RoomInfo {
+  return {
+    roomId,
+    private: room.private,
+    members: [...room.members],
+    allowedRoles: [...room.allowedRoles],
+    createdBy: room.createdBy,
+    createdAt: room.createdAt,
+    updatedAt: room.updatedAt
+  };
 }
 
 function addTo<K, V>(map: Map<K, Set<V>>, key: K, value: V) {

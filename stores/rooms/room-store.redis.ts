@@ -1,7 +1,7 @@
 import type Redis from "ioredis";
 import { globalKey, tenantKey } from "../../lib/keys";
 import { defineScript, type LuaScript } from "../redis-connection";
-import type { RoomMember, RoomStore } from "./room-store";
+import type { RoomAccess, RoomInfo, RoomMember, RoomStore, RoomUpdate } from "./room-store";
 
 /*
  * Layout (every key prefixed with REDIS_KEY_PREFIX):
@@ -9,6 +9,8 @@ import type { RoomMember, RoomStore } from "./room-store";
  *   t:<tenant>:conn:<conn>:rooms     hash  roomId → members key of that room
  *   t:<tenant>:user:<user>:rooms     hash  roomId → number of the user's connections in it
  *   g:rooms:node:<nodeId>            set   JSON [tenant, connection] of connections with memberships
+ *   t:<tenant>:room:<room>:settings  hash  private "1"|"0", roles (JSON list), createdBy, createdAt, updatedAt
+ *   t:<tenant>:room:<room>:acl       set   userIds admitted to the room when it is private
  * Keys of related records are stored beside them so scripts stay atomic without rebuilding names.
  */
 
@@ -47,12 +49,44 @@ redis.call('DEL', KEYS[1])
 return left
 `;
 
+/** SADD/SREM arguments per call inside scripts (Lua's unpack has a stack limit). */
+const SET_ARGS = `
+local function apply(cmd, key, from, count)
+  for j = from, from + count - 1, 1000 do
+    redis.call(cmd, key, unpack(ARGV, j, math.min(j + 999, from + count - 1)))
+  end
+end
+`;
+
+const CREATE_ROOM = `${SET_ARGS}
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'private', ARGV[1], 'roles', ARGV[2], 'createdBy', ARGV[3], 'createdAt', ARGV[4], 'updatedAt', ARGV[5])
+redis.call('DEL', KEYS[2])
+apply('SADD', KEYS[2], 6, #ARGV - 5)
+return 1
+`;
+
+const UPDATE_ROOM = `${SET_ARGS}
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'private', ARGV[1]) end
+if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], 'roles', ARGV[2]) end
+redis.call('HSET', KEYS[1], 'updatedAt', ARGV[3])
+local replaced, added, removed = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if ARGV[4] == '1' then redis.call('DEL', KEYS[2]) end
+apply('SADD', KEYS[2], 8, replaced)
+apply('SADD', KEYS[2], 8 + replaced, added)
+apply('SREM', KEYS[2], 8 + replaced + added, removed)
+return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
+`;
+
 const NODE_BATCH = 1000;
 
 export class RedisRoomStore implements RoomStore {
   private readonly joinScript: LuaScript;
   private readonly leaveScript: LuaScript;
   private readonly leaveAllScript: LuaScript;
+  private readonly createRoomScript: LuaScript;
+  private readonly updateRoomScript: LuaScript;
 
   constructor(
     private readonly redis: Redis,
@@ -63,6 +97,59 @@ export class RedisRoomStore implements RoomStore {
     this.joinScript = defineScript(redis, "pf2RoomJoin", JOIN);
     this.leaveScript = defineScript(redis, "pf2RoomLeave", LEAVE);
     this.leaveAllScript = defineScript(redis, "pf2RoomLeaveAll", LEAVE_ALL);
+    this.createRoomScript = defineScript(redis, "pf2RoomCreate", CREATE_ROOM);
+    this.updateRoomScript = defineScript(redis, "pf2RoomUpdate", UPDATE_ROOM);
+  }
+
+  async createRoom(tenantId: string, roomId: string, info: Omit<RoomInfo, "roomId">) {
+    const created = await this.createRoomScript(
+      [this.settingsKey(tenantId, roomId), this.aclKey(tenantId, roomId)],
+      [info.private ? "1" : "0", JSON.stringify(unique(info.allowedRoles)), info.createdBy, info.createdAt, info.updatedAt, ...unique(info.members)]
+    );
+    return created === 1;
+  }
+
+  async updateRoom(tenantId: string, roomId: string, update: RoomUpdate) {
+    const replace = update.members !== undefined ? unique(update.members) : [];
+    const add = unique(update.addMembers ?? []);
+    const remove = unique(update.removeMembers ?? []);
+    const result = (await this.updateRoomScript(
+      [this.settingsKey(tenantId, roomId), this.aclKey(tenantId, roomId)],
+      [
+        update.private === undefined ? "" : update.private ? "1" : "0",
+        update.allowedRoles === undefined ? "" : JSON.stringify(unique(update.allowedRoles)),
+        update.updatedAt,
+        update.members !== undefined ? "1" : "0",
+        replace.length,
+        add.length,
+        remove.length,
+        ...replace,
+        ...add,
+        ...remove
+      ]
+    )) as [string[], string[]] | null;
+    if (!result) return undefined;
+    const [flat, members] = result;
+    const hash: Record<string, string> = {};
+    for (let i = 0; i < flat.length; i += 2) hash[flat[i]] = flat[i + 1];
+    return roomInfoOf(roomId, hash, members);
+  }
+
+  async getRoom(tenantId: string, roomId: string) {
+    const replies = await this.redis.multi().hgetall(this.settingsKey(tenantId, roomId)).smembers(this.aclKey(tenantId, roomId)).exec();
+    const [hash, members] = repliesOf(replies) as [Record<string, string>, string[]];
+    return roomInfoOf(roomId, hash, members);
+  }
+
+  async getAccess(tenantId: string, roomId: string, userId: string): Promise<RoomAccess | undefined> {
+    const replies = await this.redis
+      .multi()
+      .hmget(this.settingsKey(tenantId, roomId), "private", "roles")
+      .sismember(this.aclKey(tenantId, roomId), userId)
+      .exec();
+    const [[isPrivate, roles], isMember] = repliesOf(replies) as [[string | null, string | null], number];
+    if (isPrivate === null) return undefined;
+    return { private: isPrivate === "1", allowedRoles: parseList(roles), isMember: isMember === 1 };
   }
 
   async join(tenantId: string, roomId: string, member: RoomMember) {
@@ -128,9 +215,47 @@ export class RedisRoomStore implements RoomStore {
   private userRoomsKey(tenantId: string, userId: string) {
     return `${this.prefix}:${tenantKey(tenantId, "user", userId, "rooms")}`;
   }
+  private settingsKey(tenantId: string, roomId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "room", roomId, "settings")}`;
+  }
+  private aclKey(tenantId: string, roomId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "room", roomId, "acl")}`;
+  }
   private nodeKey(nodeId: string) {
     return `${this.prefix}:${globalKey("rooms", "node", nodeId)}`;
   }
+}
+
+function unique(values: string[]): string[] {
+  return [...new Set(values)];
+}
+
+function parseList(raw: string | null | undefined): string[] {
+  if (!raw) return [];
+  const parsed = JSON.parse(raw) as unknown;
+  return Array.isArray(parsed) ? parsed.filter((v): v is string => typeof v === "string") : [];
+}
+
+function roomInfoOf(roomId: string, hash: Record<string, string>, members: string[]): RoomInfo | undefined {
+  if (hash.private === undefined) return undefined;
+  return {
+    roomId,
+    private: hash.private === "1",
+    members,
+    allowedRoles: parseList(hash.roles),
+    createdBy: hash.createdBy ?? "",
+    createdAt: hash.createdAt ?? "",
+    updatedAt: hash.updatedAt ?? ""
+  };
+}
+
+/** The results of a MULTI, throwing the first command error. */
+function repliesOf(replies: Array<[Error | null, unknown]> | null): unknown[] {
+  if (!replies) throw new Error("Redis transaction aborted");
+  return replies.map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
 }
 
 function nodeMember(tenantId: string, connectionId: string) {

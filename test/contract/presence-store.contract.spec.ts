@@ -258,6 +258,55 @@ for (const backend of backends) {
       });
     });
 
+    describe("connections (devices)", () => {
+      it("lists every live connection with its device info, node and heartbeat, oldest first", async () => {
+        await store().connect("t1", "u1", "phone", "n2", T0 + 5, { userAgent: "Phone/1.0", ip: "10.0.0.2" });
+        await store().connect("t1", "u1", "desk", "n1", T0, { userAgent: "Desk/2.0", ip: "10.0.0.1", connectedAt: T0 - 100 });
+        await store().connect("t1", "u1", "bare", "n:1", T0 + 5);
+        expect(await store().connections("t1", "u1")).toEqual([
+          { connectionId: "desk", nodeId: "n1", connectedAt: T0 - 100, lastSeen: T0, userAgent: "Desk/2.0", ip: "10.0.0.1" },
+          { connectionId: "bare", nodeId: "n:1", connectedAt: T0 + 5, lastSeen: T0 + 5 },
+          { connectionId: "phone", nodeId: "n2", connectedAt: T0 + 5, lastSeen: T0 + 5, userAgent: "Phone/1.0", ip: "10.0.0.2" }
+        ]);
+        expect((await store().get("t1", "u1")).connections).toBe(3);
+      });
+
+      it("moves a connection's lastSeen with its heartbeat, keeping connectedAt", async () => {
+        await store().connect("t1", "u1", "c1", "n1", T0, { userAgent: "UA" });
+        await store().heartbeat([{ tenantId: "t1", userId: "u1", connectionId: "c1" }], T0 + 7000);
+        expect(await store().connections("t1", "u1")).toEqual([{ connectionId: "c1", nodeId: "n1", connectedAt: T0, lastSeen: T0 + 7000, userAgent: "UA" }]);
+        // Connecting the same connection again replaces its device info (a re-registration).
+        await store().connect("t1", "u1", "c1", "n1", T0 + 8000, { connectedAt: T0, ip: "1.2.3.4" });
+        expect(await store().connections("t1", "u1")).toEqual([{ connectionId: "c1", nodeId: "n1", connectedAt: T0, lastSeen: T0 + 8000, ip: "1.2.3.4" }]);
+      });
+
+      it("drops connections removed by disconnect, expiry and node loss", async () => {
+        await store().connect("t1", "u1", "a", "n1", T0);
+        await store().connect("t1", "u1", "b", "n2", T0);
+        await store().connect("t1", "u1", "c", "n3", T0);
+        await store().disconnect("t1", "u1", "a", T0 + 1);
+        await store().heartbeat([{ tenantId: "t1", userId: "u1", connectionId: "c" }], T0 + 100);
+        await store().removeNode("n3", T0 + 101);
+        expect((await store().connections("t1", "u1")).map(c => c.connectionId)).toEqual(["b"]);
+        await store().expire(T0 + 50, T0 + 102);
+        expect(await store().connections("t1", "u1")).toEqual([]);
+        expect(await store().connections("t1", "never-seen")).toEqual([]);
+        // A new connection under a reused id starts with fresh device info.
+        await store().connect("t1", "u1", "a", "n1", T0 + 200);
+        expect(await store().connections("t1", "u1")).toEqual([{ connectionId: "a", nodeId: "n1", connectedAt: T0 + 200, lastSeen: T0 + 200 }]);
+      });
+
+      it("keeps each tenant's devices apart", async () => {
+        await store().connect("t1", "u1", "c1", "n1", T0, { ip: "10.0.0.1" });
+        await store().connect("t2", "u1", "c1", "n1", T0 + 1, { ip: "10.0.0.2" });
+        expect(await store().connections("t1", "u1")).toEqual([{ connectionId: "c1", nodeId: "n1", connectedAt: T0, lastSeen: T0, ip: "10.0.0.1" }]);
+        await store().disconnect("t2", "u1", "c1", T0 + 2);
+        expect(await store().connections("t2", "u1")).toEqual([]);
+        expect(await store().connections("t1", "u1")).toHaveLength(1);
+        expect(await store().connections("t1:u1", "c1")).toEqual([]);
+      });
+    });
+
     describe("tenant isolation", () => {
       it("keeps the same userId and connectionId in two tenants independent", async () => {
         expect((await store().connect("t1", "u1", "c1", "n1", T0)).changed).toBe(true);
@@ -329,7 +378,8 @@ describe("createPresenceStore resolver", () => {
         `${prefix}:g:presence:beats`,
         `${prefix}:g:presence:node:n1`,
         `${prefix}:t:t1:presence:u1`,
-        `${prefix}:t:t1:presence:u1:conns`
+        `${prefix}:t:t1:presence:u1:conns`,
+        `${prefix}:t:t1:presence:u1:devices`
       ]);
     } finally {
       await store.close();

@@ -1,5 +1,5 @@
 import { createRoomStore } from "../../stores/rooms";
-import type { RoomMember, RoomStore } from "../../stores/rooms/room-store";
+import type { RoomInfo, RoomMember, RoomStore } from "../../stores/rooms/room-store";
 import { MemoryRoomStore } from "../../stores/rooms/room-store.memory";
 import { RedisRoomStore } from "../../stores/rooms/room-store.redis";
 import { releaseRedis } from "../../stores/redis-connection";
@@ -152,6 +152,109 @@ for (const backend of backends) {
       });
     });
 
+    describe("room settings (private rooms)", () => {
+      const T0 = "2026-01-30T12:00:00.000Z";
+      const T1 = "2026-01-30T13:00:00.000Z";
+      const info = (over: Partial<RoomInfo> = {}) => ({ private: true, members: ["u1", "u2"], allowedRoles: ["admin"], createdBy: "boss", createdAt: T0, updatedAt: T0, ...over });
+      const normalised = (room: RoomInfo | undefined) => room && { ...room, members: sorted(room.members), allowedRoles: sorted(room.allowedRoles) };
+
+      it("has no settings for a room never created", async () => {
+        expect(await store().getRoom("t1", "r1")).toBeUndefined();
+        expect(await store().getAccess("t1", "r1", "u1")).toBeUndefined();
+        expect(await store().updateRoom("t1", "r1", { private: true, updatedAt: T1 })).toBeUndefined();
+        // An update of an unknown room creates nothing.
+        expect(await store().getRoom("t1", "r1")).toBeUndefined();
+      });
+
+      it("creates once: true, then false without changing the first settings", async () => {
+        expect(await store().createRoom("t1", "r1", info())).toBe(true);
+        expect(await store().createRoom("t1", "r1", info({ private: false, members: ["x"], createdBy: "other" }))).toBe(false);
+        expect(normalised(await store().getRoom("t1", "r1"))).toEqual({ roomId: "r1", ...info() });
+      });
+
+      it("of two concurrent creations exactly one wins", async () => {
+        const results = await Promise.all([1, 2, 3, 4, 5].map(i => store().createRoom("t1", "race", info({ createdBy: `c${i}` }))));
+        expect(results.filter(Boolean)).toHaveLength(1);
+        const winner = results.indexOf(true) + 1;
+        expect((await store().getRoom("t1", "race"))?.createdBy).toBe(`c${winner}`);
+      });
+
+      it("keeps duplicate members and roles once; an empty member list is a valid private room", async () => {
+        await store().createRoom("t1", "dups", info({ members: ["u1", "u1", "u2"], allowedRoles: ["a", "a"] }));
+        expect(normalised(await store().getRoom("t1", "dups"))).toMatchObject({ members: ["u1", "u2"], allowedRoles: ["a"] });
+        await store().createRoom("t1", "empty", info({ members: [], allowedRoles: [] }));
+        expect(await store().getRoom("t1", "empty")).toMatchObject({ private: true, members: [], allowedRoles: [] });
+        expect(await store().getAccess("t1", "empty", "u1")).toEqual({ private: true, allowedRoles: [], isMember: false });
+      });
+
+      it("answers access questions without listing members", async () => {
+        await store().createRoom("t1", "r1", info());
+        expect(await store().getAccess("t1", "r1", "u1")).toEqual({ private: true, allowedRoles: ["admin"], isMember: true });
+        expect(await store().getAccess("t1", "r1", "stranger")).toEqual({ private: true, allowedRoles: ["admin"], isMember: false });
+        await store().createRoom("t1", "open", info({ private: false, members: [], allowedRoles: [] }));
+        expect(await store().getAccess("t1", "open", "anyone")).toEqual({ private: false, allowedRoles: [], isMember: false });
+      });
+
+      it("updates only the given fields and returns the result", async () => {
+        await store().createRoom("t1", "r1", info());
+        const flipped = await store().updateRoom("t1", "r1", { private: false, updatedAt: T1 });
+        expect(normalised(flipped)).toEqual({ roomId: "r1", ...info({ private: false, updatedAt: T1 }) });
+        const roles = await store().updateRoom("t1", "r1", { allowedRoles: ["moderator", "moderator", "service"], updatedAt: T1 });
+        expect(normalised(roles)).toMatchObject({ private: false, members: ["u1", "u2"], allowedRoles: ["moderator", "service"] });
+        const cleared = await store().updateRoom("t1", "r1", { allowedRoles: [], members: [], updatedAt: T1 });
+        expect(cleared).toMatchObject({ members: [], allowedRoles: [] });
+        expect(normalised(await store().getRoom("t1", "r1"))).toEqual(normalised(cleared));
+      });
+
+      it("replaces, adds and removes members in that order, atomically", async () => {
+        await store().createRoom("t1", "r1", info());
+        const replaced = await store().updateRoom("t1", "r1", { members: ["a", "b"], addMembers: ["c", "a"], removeMembers: ["b", "nobody"], updatedAt: T1 });
+        expect(sorted(replaced?.members ?? [])).toEqual(["a", "c"]);
+        const edited = await store().updateRoom("t1", "r1", { addMembers: ["d"], removeMembers: ["a"], updatedAt: T1 });
+        expect(sorted(edited?.members ?? [])).toEqual(["c", "d"]);
+        expect((await store().getAccess("t1", "r1", "d"))?.isMember).toBe(true);
+        expect((await store().getAccess("t1", "r1", "a"))?.isMember).toBe(false);
+        const many = Array.from({ length: 2500 }, (_, i) => `user-${i}`);
+        const big = await store().updateRoom("t1", "r1", { members: many, removeMembers: many.slice(0, 1200), updatedAt: T1 });
+        expect(big?.members).toHaveLength(1300);
+        expect((await store().getAccess("t1", "r1", "user-2499"))?.isMember).toBe(true);
+        expect((await store().getAccess("t1", "r1", "user-0"))?.isMember).toBe(false);
+      });
+
+      it("concurrent additions are all kept", async () => {
+        await store().createRoom("t1", "r1", info({ members: [] }));
+        await Promise.all(Array.from({ length: 20 }, (_, i) => store().updateRoom("t1", "r1", { addMembers: [`m${i}`], updatedAt: T1 })));
+        expect((await store().getRoom("t1", "r1"))?.members).toHaveLength(20);
+      });
+
+      it("keeps settings apart from memberships: joins, leaves and node removal do not touch them", async () => {
+        await store().createRoom("t1", "r1", info());
+        await store().join("t1", "r1", m("c1", "u1"));
+        await store().leaveAll("t1", "c1");
+        await store().join("t1", "r1", m("c2", "u2"));
+        await store().removeNode("n1");
+        expect(normalised(await store().getRoom("t1", "r1"))).toEqual({ roomId: "r1", ...info() });
+        expect(await store().members("t1", "r1")).toEqual([]);
+      });
+
+      it("isolates settings by tenant, including ':' in identifiers", async () => {
+        await store().createRoom("t1", "r1", info());
+        expect(await store().getRoom("t2", "r1")).toBeUndefined();
+        expect(await store().getAccess("t2", "r1", "u1")).toBeUndefined();
+        expect(await store().createRoom("t2", "r1", info({ members: ["other"] }))).toBe(true);
+        expect((await store().getAccess("t1", "r1", "other"))?.isMember).toBe(false);
+        await store().createRoom("a", "b:c", info({ members: ["x"] }));
+        expect(await store().getRoom("a:b", "c")).toBeUndefined();
+        expect(await store().createRoom("a:b", "c", info({ members: ["y"] }))).toBe(true);
+        expect((await store().getRoom("a", "b:c"))?.members).toEqual(["x"]);
+      });
+
+      it("keeps unicode identifiers exact", async () => {
+        await store().createRoom("テナント", "部屋🚪", info({ members: ["ユーザー😀"], allowedRoles: ["管理者"] }));
+        expect(await store().getAccess("テナント", "部屋🚪", "ユーザー😀")).toEqual({ private: true, allowedRoles: ["管理者"], isMember: true });
+      });
+    });
+
     describe("tenant isolation", () => {
       it("treats the same roomId in two tenants as two unrelated rooms", async () => {
         expect(await store().join("t1", "lobby", m("c1", "u1"))).toBe(true);
@@ -222,6 +325,8 @@ describe("createRoomStore resolver", () => {
       ]);
       await store.leaveAll("t1", "c1");
       expect(await keysUnder(client, prefix)).toEqual([]);
+      await store.createRoom("t1", "r1", { private: true, members: ["u1"], allowedRoles: [], createdBy: "a", createdAt: "x", updatedAt: "x" });
+      expect(await keysUnder(client, prefix)).toEqual([`${prefix}:t:t1:room:r1:acl`, `${prefix}:t:t1:room:r1:settings`]);
     } finally {
       await store.close();
       await dropPrefix(prefix);

@@ -12,11 +12,14 @@ import { createRoomsService } from "../../services/rooms.service";
 import { createEventBusService } from "../../services/eventbus.service";
 import { createAuditService } from "../../services/audit.service";
 import { auditMiddleware } from "../../lib/audit-trail";
+import { createConversationsService } from "../../services/conversations.service";
+import { createPushService } from "../../services/push.service";
+import { createReconciliationService } from "../../services/reconciliation.service";
 import { TEST_SECRET } from "./tokens";
 
 export const NATS_URL = process.env.TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
-export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "audit";
+export type ServiceName = "gateway" | "presence" | "rooms" | "eventbus" | "conversations" | "push" | "reconciliation" | "audit";
 
 export interface TestNode {
   broker: ServiceBroker;
@@ -51,14 +54,27 @@ export async function startNode(options: NodeOptions = {}): Promise<TestNode> {
     middlewares: [...channelMiddlewares(config), auditMiddleware(config)],
     ...options.broker
   });
-  const factories = { gateway: createGatewayService, presence: createPresenceService, rooms: createRoomsService, eventbus: createEventBusService, audit: createAuditService };
-  for (const name of options.services ?? (["gateway", "presence", "rooms", "eventbus", "audit"] as ServiceName[])) {
+  const factories = {
+    gateway: createGatewayService,
+    presence: createPresenceService,
+    rooms: createRoomsService,
+    eventbus: createEventBusService,
+    conversations: createConversationsService,
+    push: createPushService,
+    reconciliation: createReconciliationService,
+    audit: createAuditService
+  };
+  for (const name of options.services ?? (Object.keys(factories) as ServiceName[])) {
     broker.createService(factories[name](config));
   }
   await broker.start();
   let port = 0;
-  const gateway = broker.getLocalService("gateway") as (Service & { server?: Server }) | undefined;
+  const gateway = broker.getLocalService("gateway") as (Service & { server?: Server; joinedAt?: number }) | undefined;
   if (gateway?.server) port = (gateway.server.address() as AddressInfo).port;
+  // With a transporter a gateway takes clients one heartbeat after start (it has joined the cluster).
+  if (gateway?.joinedAt !== undefined && Number.isFinite(gateway.joinedAt)) {
+    await new Promise(resolve => setTimeout(resolve, Math.max(0, gateway.joinedAt! - Date.now())));
+  }
   return {
     broker,
     config,

@@ -218,7 +218,8 @@ describe("audit trail (integration)", () => {
     });
 
     it("refused Socket.IO handshakes", async () => {
-      const refused = await refusal(node.url, tokenFor("acme", "x", {}, { expiresIn: -10 }));
+      // Expired beyond JWT_CLOCK_SKEW_SECONDS (30 s).
+      const refused = await refusal(node.url, tokenFor("acme", "x", {}, { expiresIn: -120 }));
       expect(refused.data).toMatchObject({ code: "AUTH_FAILED" });
       await waitForRecords(node, "_system", "security.auth_failed", 1, r => r.details.via === "socket.io" && r.details.reason === "expired");
     });
@@ -250,12 +251,12 @@ describe("audit trail (integration)", () => {
 
     it("an operator's kick: recorded before the connection closes, with the result after", async () => {
       const { socket } = await connect(node.url, tokenFor("acme", "troll"));
-      const kicked = nextEvent(socket, "error");
+      const kicked = nextEvent(socket, "system:disconnect");
       const result = await node.broker.call<{ disconnected: number }, object>("gateway.kick", { tenantId: "acme", userId: "troll", reason: "abuse report 42" });
       expect(result.disconnected).toBe(1);
-      expect(await kicked).toMatchObject({ code: "AUTHZ_FAILED", details: { reason: "kicked" } });
+      expect(await kicked).toEqual({ reason: "abuse report 42" });
       await eventually(() => socket.disconnected, 2000, "disconnect");
-      const kicks = await waitForRecords(node, "acme", "admin.kick", 2);
+      const kicks = await waitForRecords(node, "acme", "admin.disconnect", 2);
       expect(kicks.map(r => r.outcome)).toEqual(["requested", "success"]);
       expect(kicks[0]).toMatchObject({ actor: { userId: "operator", role: "operator" }, target: "user:troll", details: { reason: "abuse report 42" } });
       expect(kicks[1].details).toMatchObject({ requestId: kicks[0].id, disconnected: 1 });

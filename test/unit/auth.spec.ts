@@ -1,6 +1,7 @@
 import { createHmac } from "node:crypto";
 import jwt from "jsonwebtoken";
-import { bearerToken, createTokenVerifier, isIdentifier } from "../../lib/auth";
+import { generateKeyPairSync } from "node:crypto";
+import { algorithmOfPublicKey, bearerToken, createTokenVerifier, isIdentifier } from "../../lib/auth";
 import { RealtimeError } from "../../lib/errors";
 import { ecKeys, expiredToken, rsaKeys, TEST_SECRET, tokenFor, unsignedToken } from "../helpers/tokens";
 
@@ -187,6 +188,122 @@ describe("createTokenVerifier", () => {
       ["a Buffer", Buffer.from(tokenFor("t", "u"))]
     ])("refuses %s instead of a string", (_label, token: unknown) => {
       authFailure(() => hsVerifier.verify(token));
+    });
+  });
+});
+
+describe("token hardening", () => {
+  const now = () => Math.floor(Date.now() / 1000);
+  const hs = (claims: object) => jwt.sign({ tenantId: "t", userId: "u", ...claims }, TEST_SECRET, { algorithm: "HS256" });
+
+  describe("one algorithm per configured key, derived from the key", () => {
+    it("maps RSA to RS256 and the EC curves to ES256/ES384/ES512", () => {
+      const { createPublicKey } = require("node:crypto") as typeof import("node:crypto");
+      expect(algorithmOfPublicKey(createPublicKey(rsa.publicKey))).toBe("RS256");
+      expect(algorithmOfPublicKey(createPublicKey(ec.publicKey))).toBe("ES256");
+      const p384 = generateKeyPairSync("ec", { namedCurve: "P-384" });
+      expect(algorithmOfPublicKey(p384.publicKey)).toBe("ES384");
+      const ed = generateKeyPairSync("ed25519");
+      expect(() => algorithmOfPublicKey(ed.publicKey)).toThrow("unsupported key type");
+      const k1 = generateKeyPairSync("ec", { namedCurve: "secp256k1" });
+      expect(() => algorithmOfPublicKey(k1.publicKey)).toThrow("unsupported EC curve");
+    });
+
+    it("refuses to start with a key type it cannot verify", () => {
+      const ed = generateKeyPairSync("ed25519", { publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } });
+      expect(() => createTokenVerifier({ jwtSecret: undefined, jwtPublicKey: ed.publicKey })).toThrow("JWT_PUBLIC_KEY");
+    });
+
+    it("an RSA key accepts RS256 only, an EC key ES256 only", () => {
+      const p384 = generateKeyPairSync("ec", { namedCurve: "P-384", publicKeyEncoding: { type: "spki", format: "pem" }, privateKeyEncoding: { type: "pkcs8", format: "pem" } });
+      const es384 = jwt.sign({ tenantId: "t", userId: "u" }, p384.privateKey, { algorithm: "ES384" });
+      expect(createTokenVerifier({ jwtSecret: undefined, jwtPublicKey: p384.publicKey }).verify(es384).userId).toBe("u");
+      // A P-384 token against the P-256 key, and an ES256 token against the RSA key, are refused by algorithm.
+      expect(authFailure(() => ecVerifier.verify(es384)).data).toEqual({ alg: "ES384" });
+      const es256 = jwt.sign({ tenantId: "t", userId: "u" }, ec.privateKey, { algorithm: "ES256" });
+      expect(authFailure(() => rsaVerifier.verify(es256)).data).toEqual({ alg: "ES256" });
+      const rs256 = jwt.sign({ tenantId: "t", userId: "u" }, rsa.privateKey, { algorithm: "RS256" });
+      expect(authFailure(() => ecVerifier.verify(rs256)).data).toEqual({ alg: "RS256" });
+      // PS256 uses an RSA key too, but was not configured.
+      const ps256 = jwt.sign({ tenantId: "t", userId: "u" }, rsa.privateKey, { algorithm: "PS256" });
+      expect(authFailure(() => rsaVerifier.verify(ps256)).data).toEqual({ alg: "PS256" });
+    });
+
+    it("refuses key confusion in every spelling of the public key (PEM, trimmed PEM, DER)", () => {
+      const payload = { tenantId: "t", userId: "attacker", role: "super_admin", exp: inAnHour() };
+      const { createPublicKey } = require("node:crypto") as typeof import("node:crypto");
+      const der = createPublicKey(rsa.publicKey).export({ type: "spki", format: "der" });
+      for (const key of [rsa.publicKey, rsa.publicKey.trim(), der]) {
+        for (const alg of ["HS256", "HS384", "HS512"]) {
+          const forged = `${b64({ alg, typ: "JWT" })}.${b64(payload)}`;
+          const digest = alg === "HS256" ? "sha256" : alg === "HS384" ? "sha384" : "sha512";
+          const token = `${forged}.${createHmac(digest, key).update(forged).digest("base64url")}`;
+          expect(authFailure(() => rsaVerifier.verify(token)).data).toEqual({ alg });
+        }
+      }
+    });
+
+    it("refuses a header that is not an object or has no alg", () => {
+      authFailure(() => hsVerifier.verify(`${b64({ typ: "JWT" })}.${b64({ tenantId: "t", userId: "u" })}.sig`));
+      authFailure(() => hsVerifier.verify(`${b64({ alg: ["HS256"] })}.${b64({ tenantId: "t", userId: "u" })}.sig`));
+      authFailure(() => hsVerifier.verify(`${Buffer.from("[1]").toString("base64url")}.${b64({ tenantId: "t", userId: "u" })}.sig`));
+    });
+  });
+
+  describe("exp and nbf with a clock-skew allowance", () => {
+    it("accepts a token expired within the allowance (default 30 s) and refuses one beyond it", () => {
+      expect(hsVerifier.verify(hs({ exp: now() - 10 })).userId).toBe("u");
+      expect(authFailure(() => hsVerifier.verify(hs({ exp: now() - 45 }))).data).toEqual({ reason: "expired" });
+    });
+
+    it("accepts nbf within the allowance and refuses a token valid only later", () => {
+      expect(hsVerifier.verify(hs({ nbf: now() + 10 })).userId).toBe("u");
+      expect(authFailure(() => hsVerifier.verify(hs({ nbf: now() + 45 }))).data).toEqual({ reason: "not_before" });
+    });
+
+    it("uses JWT_CLOCK_SKEW_SECONDS", () => {
+      const strict = createTokenVerifier({ jwtSecret: TEST_SECRET, jwtPublicKey: undefined, jwtClockSkewSeconds: 0 });
+      expect(authFailure(() => strict.verify(hs({ exp: now() - 2 }))).data).toEqual({ reason: "expired" });
+      expect(authFailure(() => strict.verify(hs({ nbf: now() + 5 }))).data).toEqual({ reason: "not_before" });
+      const lenient = createTokenVerifier({ jwtSecret: TEST_SECRET, jwtPublicKey: undefined, jwtClockSkewSeconds: 120 });
+      expect(lenient.verify(hs({ exp: now() - 90 })).userId).toBe("u");
+      expect(authFailure(() => lenient.verify(hs({ exp: now() - 150 }))).data).toEqual({ reason: "expired" });
+    });
+
+    it("refuses non-numeric exp and nbf instead of ignoring them", () => {
+      // Signed by hand: jsonwebtoken would not sign such claims.
+      const header = { alg: "HS256", typ: "JWT" };
+      for (const claims of [{ exp: "tomorrow" }, { nbf: "later" }, { exp: null }, { exp: [inAnHour()] }]) {
+        expect(authFailure(() => hsVerifier.verify(hmacToken(header, { tenantId: "t", userId: "u", ...claims }, TEST_SECRET))).data).toEqual({ reason: "invalid" });
+      }
+    });
+  });
+
+  describe("iss and aud (JWT_ISSUER, JWT_AUDIENCE)", () => {
+    const checked = createTokenVerifier({ jwtSecret: TEST_SECRET, jwtPublicKey: undefined, jwtIssuer: ["https://id.example", "https://id2.example"], jwtAudience: ["pf2"] });
+
+    it("accepts a token from a configured issuer for a configured audience", () => {
+      expect(checked.verify(hs({ iss: "https://id.example", aud: "pf2" })).userId).toBe("u");
+      expect(checked.verify(hs({ iss: "https://id2.example", aud: ["other", "pf2"] })).userId).toBe("u");
+    });
+
+    it.each([
+      ["a wrong issuer", { iss: "https://evil.example", aud: "pf2" }, "issuer"],
+      ["no issuer", { aud: "pf2" }, "issuer"],
+      ["a wrong audience", { iss: "https://id.example", aud: "billing" }, "audience"],
+      ["no audience", { iss: "https://id.example" }, "audience"],
+      ["an audience list without ours", { iss: "https://id.example", aud: ["a", "b"] }, "audience"]
+    ])("refuses %s", (_label, claims, reason) => {
+      expect(authFailure(() => checked.verify(hs(claims))).data).toEqual({ reason });
+    });
+
+    it("does not check iss/aud when they are not configured", () => {
+      expect(hsVerifier.verify(hs({ iss: "anyone", aud: "anything" })).userId).toBe("u");
+    });
+
+    it("checks the signature before trusting iss/aud", () => {
+      const forged = jwt.sign({ tenantId: "t", userId: "u", iss: "https://id.example", aud: "pf2" }, "wrong-secret", { algorithm: "HS256" });
+      expect(authFailure(() => checked.verify(forged)).data).toEqual({ reason: "invalid" });
     });
   });
 });

@@ -45,7 +45,29 @@ describe("loadConfig", () => {
       databaseUrl: undefined,
       dataDir: "./data",
       auditRetentionDays: 2555,
-      auditAggregationWindowMs: 60000
+      auditAggregationWindowMs: 60000,
+      socketMaxPayloadBytes: 5120,
+      jwtClockSkewSeconds: 30,
+      jwtIssuer: undefined,
+      jwtAudience: undefined,
+      apiRateLimit: 600,
+      reconciliationDefaultStrategy: "LAST_WRITE_WINS",
+      reconciliationEntityStrategies: {},
+      reconciliationMaxQueueSize: 10000,
+      reconciliationProcessingTimeoutMs: 30000,
+      reconciliationRateLimit: 10,
+      reconciliationMaxDeltas: 1000,
+      reconciliationHistorySize: 10000,
+      reconciliationSnapshotLimit: 1000,
+      reconciliationOperationRetentionMs: 604800000,
+      reconciliationMaxRequestBytes: 16777216,
+      wsRawPath: "/ws",
+      maxConnectionsPerUser: 10,
+      wsRawRateLimit: 100,
+      pollV1RateLimit: 30,
+      shutdownTimeoutMs: 30000,
+      wsMaxBufferedMessages: 1000,
+      wsMaxBufferedBytes: 8388608
     });
   });
 
@@ -77,7 +99,29 @@ describe("loadConfig", () => {
       DATABASE_URL: "postgres://db/pf2",
       DATA_DIR: "/var/lib/pf2",
       AUDIT_RETENTION_DAYS: "3650",
-      AUDIT_AGGREGATION_WINDOW_MS: "5000"
+      AUDIT_AGGREGATION_WINDOW_MS: "5000",
+      SOCKET_MAX_PAYLOAD_BYTES: "2048",
+      JWT_CLOCK_SKEW_SECONDS: "5",
+      JWT_ISSUER: "https://id.example, https://id2.example",
+      JWT_AUDIENCE: "pf2",
+      API_RATE_LIMIT: "120",
+      RECONCILIATION_DEFAULT_STRATEGY: "MERGE",
+      RECONCILIATION_ENTITY_STRATEGIES: "invoice=SERVER_WINS, note:v2=MANUAL",
+      RECONCILIATION_MAX_QUEUE_SIZE: "100",
+      RECONCILIATION_PROCESSING_TIMEOUT: "5000",
+      RECONCILIATION_RATE_LIMIT: "3",
+      RECONCILIATION_MAX_DELTAS: "20",
+      RECONCILIATION_HISTORY_SIZE: "50",
+      RECONCILIATION_SNAPSHOT_LIMIT: "10",
+      RECONCILIATION_OPERATION_RETENTION: "86400000",
+      RECONCILIATION_MAX_REQUEST_BYTES: "65536",
+      WS_RAW_PATH: "/raw",
+      MAX_CONNECTIONS: "4",
+      WS_RAW_RATE_LIMIT: "50",
+      POLL_V1_RATE_LIMIT: "12",
+      SHUTDOWN_TIMEOUT_MS: "5000",
+      WS_MAX_BUFFERED_MESSAGES: "50",
+      WS_MAX_BUFFERED_BYTES: "65536"
     });
     expect(config).toEqual({
       wsPort: 8080,
@@ -107,8 +151,40 @@ describe("loadConfig", () => {
       databaseUrl: "postgres://db/pf2",
       dataDir: "/var/lib/pf2",
       auditRetentionDays: 3650,
-      auditAggregationWindowMs: 5000
+      auditAggregationWindowMs: 5000,
+      socketMaxPayloadBytes: 2048,
+      jwtClockSkewSeconds: 5,
+      jwtIssuer: ["https://id.example", "https://id2.example"],
+      jwtAudience: ["pf2"],
+      apiRateLimit: 120,
+      reconciliationDefaultStrategy: "MERGE",
+      reconciliationEntityStrategies: { invoice: "SERVER_WINS", "note:v2": "MANUAL" },
+      reconciliationMaxQueueSize: 100,
+      reconciliationProcessingTimeoutMs: 5000,
+      reconciliationRateLimit: 3,
+      reconciliationMaxDeltas: 20,
+      reconciliationHistorySize: 50,
+      reconciliationSnapshotLimit: 10,
+      reconciliationOperationRetentionMs: 86400000,
+      reconciliationMaxRequestBytes: 65536,
+      wsRawPath: "/raw",
+      maxConnectionsPerUser: 4,
+      wsRawRateLimit: 50,
+      pollV1RateLimit: 12,
+      shutdownTimeoutMs: 5000,
+      wsMaxBufferedMessages: 50,
+      wsMaxBufferedBytes: 65536
     });
+  });
+
+  it.each([
+    ["RECONCILIATION_DEFAULT_STRATEGY", "FIRST_WRITE_WINS"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "document"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "document=merge"],
+    ["RECONCILIATION_ENTITY_STRATEGIES", "bad type=MERGE"],
+    ["RECONCILIATION_MAX_QUEUE_SIZE", "0"]
+  ])("refuses %s=%s", (name, value) => {
+    expect(() => loadConfig({ [name]: value })).toThrow(name);
   });
 
   it("treats blank values as unset", () => {
@@ -117,6 +193,11 @@ describe("loadConfig", () => {
     expect(config.wsPath).toBe("/socket.io");
     expect(config.redisUrl).toBeUndefined();
     expect(config.jwtSecret).toBe(DEV_JWT_SECRET);
+  });
+
+  it("reads JWT_ISSUER / JWT_AUDIENCE as comma lists and treats a blank list as unset", () => {
+    expect(loadConfig({ JWT_ISSUER: " , ", JWT_AUDIENCE: "" })).toMatchObject({ jwtIssuer: undefined, jwtAudience: undefined });
+    expect(loadConfig({ JWT_AUDIENCE: "a,,b " }).jwtAudience).toEqual(["a", "b"]);
   });
 
   it("accepts WS_PORT 0 (any free port)", () => {
@@ -139,7 +220,17 @@ describe("loadConfig", () => {
     ["EVENT_BUS_CONSUMER_GROUP", "a*b"],
     ["AUDIT_RETENTION_DAYS", "0"],
     ["AUDIT_RETENTION_DAYS", "7y"],
-    ["AUDIT_AGGREGATION_WINDOW_MS", "5"]
+    ["AUDIT_AGGREGATION_WINDOW_MS", "5"],
+    ["DATABASE_URL", "mysql://db/rt"],
+    ["JWT_CLOCK_SKEW_SECONDS", "-1"],
+    ["API_RATE_LIMIT", "0"],
+    ["MAX_CONNECTIONS", "0"],
+    ["WS_RAW_RATE_LIMIT", "x"],
+    ["POLL_V1_RATE_LIMIT", "0"],
+    ["WS_RAW_PATH", "ws"],
+    ["WS_RAW_PATH", "/socket.io"],
+    ["WS_RAW_PATH", "/socket.io/raw"],
+    ["WS_RAW_PATH", "/w s"]
   ])("refuses %s=%j", (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(name);
   });

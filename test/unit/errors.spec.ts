@@ -87,6 +87,14 @@ describe("toClientError", () => {
     expect(toClientError(new Errors.MoleculerRetryableError("down", 503, "SOMETHING"))).toEqual(expected);
   });
 
+  it("maps a store whose server is down or silent (Redis, PostgreSQL) to a retryable 503 without leaking the address", () => {
+    const expected = { status: 503, body: { error: "Service temporarily unavailable", code: "INTERNAL_ERROR", details: { retryable: true } } };
+    expect(toClientError(new Error("Connection is closed."))).toEqual(expected);
+    expect(toClientError(new Error("Stream isn't writeable and enableOfflineQueue options is false"))).toEqual(expected);
+    expect(toClientError(new Error("Command timed out"))).toEqual(expected);
+    expect(toClientError(Object.assign(new Error("connect ECONNREFUSED 10.0.0.5:6379"), { code: "ECONNREFUSED" }))).toEqual(expected);
+  });
+
   it("maps a 413 to INVALID_REQUEST", () => {
     expect(toClientError(new Errors.MoleculerClientError("too big", 413, "ENTITY_TOO_LARGE"))).toEqual({
       status: 413,
@@ -98,7 +106,8 @@ describe("toClientError", () => {
     ["an Error", new Error("password=hunter2 at /srv/app/db.ts:12")],
     ["a TypeError", new TypeError("Cannot read properties of undefined (reading 'secret')")],
     ["an unknown Moleculer error", new Errors.MoleculerError("internal detail: redis at 10.0.0.5", 500, "SOMETHING_ELSE", { host: "10.0.0.5" })],
-    ["a plain object of unknown type", { type: "WEIRD", code: 418, message: "internal detail", stack: "at x" }],
+    ["a plain object of unknown type", { type: "WEIRD", code: 500, message: "internal detail", stack: "at x" }],
+    ["an error with a non-HTTP code", Object.assign(new Error("internal detail"), { code: "ERR_SOMETHING" })],
     ["a string", "internal detail"],
     ["null", null],
     ["undefined", undefined],
@@ -126,6 +135,22 @@ describe("toClientError", () => {
       status: 400,
       body: { error: "Invalid request", code: "INVALID_REQUEST", details: [{ field: "f", message: "m", type: "t" }] }
     });
+  });
+
+  it.each([
+    ["moleculer-web's UnAuthorizedError", { name: "UnAuthorizedError", type: "INVALID_TOKEN", code: 401, message: "internal detail" }, 401, "AUTH_FAILED"],
+    ["moleculer-web's ForbiddenError (origin not allowed)", { name: "ForbiddenError", type: "ORIGIN_NOT_ALLOWED", code: 403, message: "internal detail" }, 403, "AUTHZ_FAILED"],
+    ["moleculer-web's NotFoundError", { name: "NotFoundError", type: "NOT_FOUND", code: 404, message: "Not found" }, 404, "NOT_FOUND"],
+    ["moleculer-web's RateLimitExceeded", { name: "RateLimitExceeded", type: "RATE_LIMIT_EXCEEDED", code: 429, message: "internal detail" }, 429, "RATE_LIMIT"],
+    ["body-parser's malformed JSON", new Errors.MoleculerError("Unexpected token } in JSON at position 7 (internal detail)", 400, "entity.parse.failed"), 400, "INVALID_REQUEST"],
+    ["body-parser's unsupported charset", new Errors.MoleculerError("unsupported charset \"internal detail\"", 415, "charset.unsupported"), 400, "INVALID_REQUEST"],
+    ["an unknown client status", { type: "WEIRD", code: 418, message: "internal detail", stack: "at x" }, 400, "INVALID_REQUEST"]
+  ])("maps %s onto the seed's table without its message", (_label, thrown: unknown, status, code) => {
+    const result = toClientError(thrown);
+    expect(result.status).toBe(status);
+    expect(result.body.code).toBe(code);
+    expect(Object.keys(result.body).sort()).toEqual(["code", "error"]);
+    expect(JSON.stringify(result)).not.toMatch(/internal detail|stack/);
   });
 
   it("never includes a stack in the body", () => {

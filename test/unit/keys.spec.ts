@@ -1,4 +1,4 @@
-import { connectionChannel, globalKey, roomChannel, tenantChannel, tenantKey, userChannel } from "../../lib/keys";
+import { connectionChannel, conversationChannel, globalKey, roomChannel, tenantChannel, tenantKey, userChannel } from "../../lib/keys";
 
 describe("tenantKey", () => {
   it("puts the tenant first, then the kind and the parts", () => {
@@ -53,9 +53,10 @@ describe("globalKey", () => {
 
 describe("channels", () => {
   it("are tenant-scoped and distinct per kind for the same identifier", () => {
-    const names = [userChannel("t1", "x"), roomChannel("t1", "x"), connectionChannel("t1", "x"), tenantChannel("t1")];
-    expect(names).toEqual(["t:t1:user:x", "t:t1:room:x", "t:t1:conn:x", "t:t1:all"]);
-    expect(new Set(names).size).toBe(4);
+    const names = [userChannel("t1", "x"), roomChannel("t1", "x"), connectionChannel("t1", "x"), tenantChannel("t1"), conversationChannel("t1", "x")];
+    expect(names).toEqual(["t:t1:user:x", "t:t1:room:x", "t:t1:conn:x", "t:t1:all", "t:t1:conversation:x"]);
+    expect(new Set(names).size).toBe(5);
+    expect(conversationChannel("a", "b:conversation:c")).not.toBe(conversationChannel("a:b", "conversation:c"));
   });
 
   it("never let one tenant's identifiers reach another tenant's channel", () => {

@@ -18,6 +18,7 @@ interface ServiceHealth {
 
 interface HealthBody {
   status: "healthy" | "degraded" | "unhealthy";
+  degradedBy?: string[];
   services: Record<string, ServiceHealth>;
   timestamp: string;
 }
@@ -166,8 +167,9 @@ describe("gateway alone", () => {
     it("is degraded with presence and rooms missing, in the seed shape, without a 503", async () => {
       const meta: Meta = {};
       const body = await health(broker, meta);
-      expect(Object.keys(body).sort()).toEqual(["services", "status", "timestamp"]);
+      expect(Object.keys(body).sort()).toEqual(["degradedBy", "services", "status", "timestamp"]);
       expect(body.status).toBe("degraded");
+      expect(body.degradedBy).toEqual(["eventbus", "presence", "rooms"]);
       expect(body.timestamp).toMatch(ISO_DATE);
       expect(Object.keys(body.services).sort()).toEqual(["eventbus", "presence", "rooms", "websocket"]);
       expect(body.services.websocket).toMatchObject({ status: "healthy", activeConnections: 0, lastCheck: expect.stringMatching(ISO_DATE) });
@@ -277,7 +279,7 @@ describe("delivery to connected clients", () => {
     expect(t1).toEqual({
       nodeID: broker.nodeID,
       count: 1,
-      connections: [{ connectionId: aId, clientId: "client-a", tenantId: "t1", userId: "u1", rooms: [], connectedAt: expect.stringMatching(ISO_DATE) }]
+      connections: [{ namespace: "/", connectionId: aId, clientId: "client-a", tenantId: "t1", userId: "u1", rooms: [], connectedAt: expect.stringMatching(ISO_DATE) }]
     });
 
     // registered with presence, and the node is full at WS_MAX_CONNECTIONS = 2

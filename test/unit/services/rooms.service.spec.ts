@@ -1,6 +1,6 @@
 import type { ServiceBroker } from "moleculer";
 import { createRoomsService } from "../../../services/rooms.service";
-import { asClient, callAs, eventually, newBroker, rejectionOf, settle, stopAll, testConfig, violationRecorder, type TenantViolationRecord } from "./support";
+import { ISO_DATE, asClient, callAs, eventually, newBroker, rejectionOf, settle, stopAll, testConfig, violationRecorder, type TenantViolationRecord } from "./support";
 
 interface Member {
   userId: string;
@@ -185,5 +185,125 @@ describe("validation", () => {
   ])("%s refuses %j", async (action, params) => {
     const err = await rejectionOf(broker.call(action, params));
     expect(err).toMatchObject({ type: "VALIDATION_ERROR", code: 422 });
+  });
+});
+
+describe("private rooms (rooms.create / rooms.update / rooms.get, enforced by rooms.join)", () => {
+  const joinAs = (roomId: string, userId: string, role = "user", tenantId = "t1") =>
+    broker.call<{ roomId: string; joined: boolean }, object>("rooms.join", { tenantId, roomId, userId, connectionId: `c-${userId}-${role}`, nodeId: "gw-1" }, asClient(tenantId, userId, role));
+  const create = (params: object, opts?: { meta: object }) => broker.call<Record<string, unknown>, object>("rooms.create", { tenantId: "t1", ...params }, opts);
+  const update = (params: object, opts?: { meta: object }) => broker.call<Record<string, unknown>, object>("rooms.update", { tenantId: "t1", ...params }, opts);
+  const get = (roomId: string, opts?: { meta: object }) => broker.call<Record<string, unknown>, object>("rooms.get", { tenantId: "t1", roomId }, opts);
+  const admin = asClient("t1", "boss", "admin");
+
+  it("leaves rooms that were never created public (anyone of the tenant joins)", async () => {
+    expect(await joinAs("lobby", "anyone")).toEqual({ roomId: "lobby", joined: true });
+    expect((await rejectionOf(get("lobby", admin))).type).toBe("NOT_FOUND");
+  });
+
+  it("creates a private room by default and answers its settings", async () => {
+    const room = await create({ roomId: "vip", members: ["alice", "alice"], allowedRoles: ["moderator"] }, admin);
+    expect(room).toEqual({
+      roomId: "vip",
+      private: true,
+      members: ["alice"],
+      allowedRoles: ["moderator"],
+      createdBy: "boss",
+      createdAt: expect.stringMatching(ISO_DATE),
+      updatedAt: room.createdAt
+    });
+    expect(await get("vip", admin)).toEqual(room);
+  });
+
+  it("admits listed members and holders of an allowed role, refuses everyone else with AUTHZ_FAILED", async () => {
+    await create({ roomId: "vip", members: ["alice"], allowedRoles: ["moderator"] }, admin);
+    expect(await joinAs("vip", "alice")).toEqual({ roomId: "vip", joined: true });
+    expect(await joinAs("vip", "mod", "moderator")).toEqual({ roomId: "vip", joined: true });
+    const err = await rejectionOf(joinAs("vip", "mallory"));
+    expect(err).toMatchObject({ type: "AUTHZ_FAILED", code: 403, data: { roomId: "vip", reason: "private" } });
+    // No implicit bypass: an admin is admitted only when listed.
+    expect((await rejectionOf(joinAs("vip", "boss", "admin"))).type).toBe("AUTHZ_FAILED");
+    const roomMembers = (await members("t1", "vip")).members.map(m => m.userId).sort();
+    expect(roomMembers).toEqual(["alice", "mod"]);
+  });
+
+  it("lets internal callers (gateway heartbeats re-registering a connection) join without the check", async () => {
+    await create({ roomId: "vip", members: [] }, admin);
+    expect(await join("t1", "vip", "anyone", "c1")).toEqual({ roomId: "vip", joined: true });
+  });
+
+  it("refuses a client joining on behalf of another user", async () => {
+    const err = await rejectionOf(broker.call("rooms.join", { tenantId: "t1", roomId: "lobby", userId: "victim", connectionId: "c", nodeId: "n" }, asClient("t1", "mallory")));
+    expect(err.type).toBe("AUTHZ_FAILED");
+  });
+
+  it("a room created with private: false stays public", async () => {
+    await create({ roomId: "open", private: false, members: ["x"] }, admin);
+    expect(await joinAs("open", "anyone")).toMatchObject({ joined: true });
+  });
+
+  it("updates: making a room private, adding and removing members, changing roles", async () => {
+    await create({ roomId: "r", private: false }, admin);
+    expect(await joinAs("r", "bob")).toMatchObject({ joined: true });
+    const priv = await update({ roomId: "r", private: true, addMembers: ["carol"] }, admin);
+    expect(priv).toMatchObject({ private: true, members: ["carol"], allowedRoles: [] });
+    expect((await rejectionOf(joinAs("r", "dave"))).type).toBe("AUTHZ_FAILED");
+    expect(await joinAs("r", "carol")).toMatchObject({ joined: true });
+    await update({ roomId: "r", addMembers: ["dave"], removeMembers: ["carol"], allowedRoles: ["auditor"] }, admin);
+    expect(await joinAs("r", "dave")).toMatchObject({ joined: true });
+    expect((await rejectionOf(joinAs("r", "carol", "user"))).type).toBe("AUTHZ_FAILED");
+    expect(await joinAs("r", "eve", "auditor")).toMatchObject({ joined: true });
+    expect((await get("r", admin)).updatedAt).not.toBe(undefined);
+  });
+
+  it.each(["admin", "service", "super_admin"])("lets role %s create and update rooms", async role => {
+    const as = asClient("t1", "op", role);
+    await expect(create({ roomId: `by-${role}` }, as)).resolves.toMatchObject({ createdBy: "op" });
+    await expect(update({ roomId: `by-${role}`, private: false }, as)).resolves.toMatchObject({ private: false });
+  });
+
+  it.each(["user", "moderator"])("refuses role %s creating or updating rooms with AUTHZ_FAILED", async role => {
+    const as = asClient("t1", "someone", role);
+    expect(await rejectionOf(create({ roomId: "grab" }, as))).toMatchObject({ type: "AUTHZ_FAILED", code: 403 });
+    await create({ roomId: "taken" }, admin);
+    expect((await rejectionOf(update({ roomId: "taken", members: ["someone"] }, as))).type).toBe("AUTHZ_FAILED");
+    expect((await rejectionOf(joinAs("taken", "someone", role))).type).toBe("AUTHZ_FAILED");
+  });
+
+  it("refuses creating an existing room and updating an unknown one", async () => {
+    await create({ roomId: "once" }, admin);
+    expect(await rejectionOf(create({ roomId: "once", private: false }, admin))).toMatchObject({ type: "INVALID_REQUEST", data: { roomId: "once", reason: "exists" } });
+    expect((await get("once", admin)).private).toBe(true);
+    expect(await rejectionOf(update({ roomId: "never", private: true }, admin))).toMatchObject({ type: "NOT_FOUND", code: 404 });
+    expect((await rejectionOf(update({ roomId: "once" }, admin))).type).toBe("INVALID_REQUEST");
+  });
+
+  it("shows settings to room admins and admitted users only", async () => {
+    await create({ roomId: "vip", members: ["alice"], allowedRoles: ["moderator"] }, admin);
+    await create({ roomId: "open", private: false }, admin);
+    expect((await get("vip", asClient("t1", "alice"))).members).toEqual(["alice"]);
+    expect((await get("vip", asClient("t1", "m", "moderator"))).roomId).toBe("vip");
+    expect((await rejectionOf(get("vip", asClient("t1", "mallory")))).type).toBe("AUTHZ_FAILED");
+    expect((await get("open", asClient("t1", "mallory"))).private).toBe(false);
+  });
+
+  it("keeps room settings per tenant: t2's room of the same id is unrelated", async () => {
+    await create({ roomId: "vip", members: ["alice"] }, admin);
+    expect(await joinAs("vip", "mallory", "user", "t2")).toMatchObject({ joined: true });
+    expect((await rejectionOf(broker.call("rooms.create", { tenantId: "t2", roomId: "x" }, admin))).type).toBe("TENANT_VIOLATION");
+  });
+
+  it.each([
+    [{ roomId: "" }],
+    [{ roomId: "a\u0000b" }],
+    [{ roomId: "r", private: "yes" }],
+    [{ roomId: "r", members: "alice" }],
+    [{ roomId: "r", members: [""] }],
+    [{ roomId: "r", members: ["ok", 7] }],
+    [{ roomId: "r", members: ["bad\nid"] }],
+    [{ roomId: "r", allowedRoles: Array.from({ length: 33 }, (_, i) => `r${i}`) }],
+    [{ roomId: "r", members: Array.from({ length: 10_001 }, (_, i) => `u${i}`) }]
+  ])("refuses invalid settings %j", async params => {
+    expect((await rejectionOf(create(params, admin))).type).toBe("VALIDATION_ERROR");
   });
 });

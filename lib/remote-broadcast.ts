@@ -1,0 +1,36 @@
+import type { ServiceBroker } from "moleculer";
+
+/**
+ * `broker.broadcast` to the given group on every node but this one. A gateway emits its own share
+ * of a delivery directly to its sockets; going through Moleculer for the local share too would
+ * cost a context and an event dispatch per message for nothing.
+ *
+ * Mirrors the remote half of ServiceBroker#broadcast (moleculer 0.14): one event packet per
+ * remote endpoint of the event in that group.
+ */
+export function broadcastToRemote(broker: ServiceBroker, eventName: string, payload: unknown, group: string): Promise<unknown> {
+  const internals = broker as unknown as BrokerInternals;
+  const transit = internals.transit;
+  if (!transit) return Promise.resolve();
+  const endpoints = internals.registry.events.getAllEndpoints(eventName, [group]);
+  const remote = endpoints.filter(ep => ep.id !== broker.nodeID);
+  if (remote.length === 0) return Promise.resolve();
+  const ctx = internals.ContextFactory.create(broker, null, payload, { groups: [group] });
+  ctx.eventName = eventName;
+  ctx.eventType = "broadcast";
+  ctx.eventGroups = [group];
+  return Promise.all(remote.map(ep => transit.sendEvent(ctx.copy(ep))));
+}
+
+interface EventContext {
+  eventName: string;
+  eventType: string;
+  eventGroups: string[];
+  copy(endpoint: unknown): EventContext;
+}
+
+interface BrokerInternals {
+  transit?: { sendEvent(ctx: EventContext): Promise<unknown> };
+  registry: { events: { getAllEndpoints(eventName: string, groups: string[]): Array<{ id: string }> } };
+  ContextFactory: { create(broker: ServiceBroker, endpoint: null, params: unknown, opts: object): EventContext };
+}

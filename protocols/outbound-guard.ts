@@ -1,0 +1,154 @@
+import type { Socket } from "socket.io";
+
+/**
+ * Slow consumers: a client that stops reading must not make the server buffer without bound.
+ *
+ * Socket.IO queues every server→client packet of a connection in its engine.io socket
+ * (`conn.writeBuffer`) while the transport is busy writing, and a WebSocket transport holds the
+ * batch being written (`bufferedAmount`) until the kernel takes it. When the client stops reading,
+ * the kernel buffers fill, the write never completes and the queue grows with every message.
+ *
+ * - Class A traffic goes out as Socket.IO *volatile* packets, which Socket.IO drops whenever the
+ *   transport is not writable: as soon as anything waits, class A is shed, class B/C are queued.
+ * - {@link guardOutbound} counts what waits on each connection as it grows; past
+ *   WS_MAX_BUFFERED_MESSAGES packets or WS_MAX_BUFFERED_BYTES bytes the connection is closed with
+ *   reason `slow_consumer` ({@link closeSlowConsumer}): what waits is dropped, the notice takes its
+ *   place, then the connection closes. Nothing class B/C is lost by that: it is in the log, and
+ *   the client resumes from its last position when it reconnects.
+ *
+ * The engine.io internals used here (`writeBuffer`, the `packetCreate` and `flush` events,
+ * `transport.writable`, the `ws` socket's `bufferedAmount`) are those of engine.io 6.
+ */
+
+export interface OutboundLimits {
+  /** Packets that may wait to be written. */
+  maxMessages: number;
+  /** Bytes that may wait (queued packets plus the write in progress). */
+  maxBytes: number;
+}
+
+export interface OutboundBacklog {
+  messages: number;
+  bytes: number;
+}
+
+/** After a slow consumer is told and closed gracefully, it is cut hard this much later. */
+export const SLOW_CONSUMER_GRACE_MS = 5000;
+
+/** The parts of an engine.io socket the guard reads. */
+export interface EngineConnection {
+  readyState: string;
+  writeBuffer: Array<{ data?: unknown }>;
+  /** Send callbacks of the packets in `writeBuffer` (engine.io keeps them beside it). */
+  packetsFn?: unknown[];
+  transport: { writable: boolean; name?: string; socket?: { bufferedAmount?: number; terminate?: () => void }; once(event: string, listener: () => void): unknown; off?(event: string, listener: () => void): unknown };
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  once(event: string, listener: (...args: any[]) => void): unknown;
+  off(event: string, listener: (...args: any[]) => void): unknown;
+  close(discard?: boolean): unknown;
+}
+
+interface GuardState {
+  /** Bytes of the packets in `writeBuffer` (reset when engine.io flushes it to the transport). */
+  queuedBytes: number;
+  tripped: boolean;
+}
+
+const guards = new WeakMap<EngineConnection, GuardState>();
+
+function sizeOf(data: unknown): number {
+  if (typeof data === "string") return data.length;
+  if (data instanceof ArrayBuffer) return data.byteLength;
+  if (ArrayBuffer.isView(data)) return data.byteLength;
+  return 0;
+}
+
+/** What waits on a connection right now: queued packets, and their bytes plus the write in progress. */
+export function outboundBacklog(conn: EngineConnection): OutboundBacklog {
+  const state = guards.get(conn);
+  const queuedBytes = state ? state.queuedBytes : conn.writeBuffer.reduce((sum, p) => sum + sizeOf(p.data), 0);
+  const inFlight = conn.transport.socket?.bufferedAmount ?? 0;
+  return { messages: conn.writeBuffer.length, bytes: queuedBytes + (typeof inFlight === "number" ? inFlight : 0) };
+}
+
+/**
+ * Watches one engine.io connection; calls `onOverflow` once, when a new packet would make more
+ * than `limits` wait. Idempotent per connection (several namespaces share one connection).
+ */
+export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, onOverflow: (backlog: OutboundBacklog) => void): void {
+  if (guards.has(conn)) return;
+  const state: GuardState = { queuedBytes: 0, tripped: false };
+  guards.set(conn, state);
+  conn.on("packetCreate", (packet: { data?: unknown }) => {
+    const size = sizeOf(packet.data);
+    state.queuedBytes += size;
+    if (state.tripped) return;
+    // `packetCreate` fires before the packet is queued; count it in.
+    const inFlight = conn.transport.socket?.bufferedAmount ?? 0;
+    const backlog = { messages: conn.writeBuffer.length + 1, bytes: state.queuedBytes + (typeof inFlight === "number" ? inFlight : 0) };
+    // An idle, writable transport sends the packet at once: only a waiting queue counts.
+    if (conn.writeBuffer.length === 0 && conn.transport.writable) return;
+    if (backlog.messages > limits.maxMessages || backlog.bytes > limits.maxBytes) {
+      state.tripped = true;
+      // After the current emit has queued its packet, so that the drop includes it.
+      queueMicrotask(() => onOverflow(backlog));
+    }
+  });
+  conn.on("flush", () => {
+    state.queuedBytes = 0;
+  });
+}
+
+/**
+ * Closes a slow consumer's connection. The packets still waiting are dropped (class B/C ones are
+ * replayed from the log on resume) and `notify` queues the notice in their place, so the client
+ * reads it right after the write already in progress. Then the connection closes gracefully:
+ * engine.io accepts no new packet from now on, and a client that is merely slow still reads the
+ * notice; one that does not drain within {@link SLOW_CONSUMER_GRACE_MS} is cut hard.
+ */
+export function closeSlowConsumer(conn: EngineConnection, notify: () => void = () => undefined, graceMs = SLOW_CONSUMER_GRACE_MS): void {
+  if (conn.readyState !== "open") return;
+  conn.writeBuffer.splice(0);
+  if (conn.packetsFn) conn.packetsFn.splice(0);
+  const state = guards.get(conn);
+  if (state) state.queuedBytes = 0;
+  notify();
+  conn.close();
+  if ((conn.readyState as string) === "closed") return;
+  const timer = setTimeout(() => {
+    if (conn.readyState === "closed") return;
+    const ws = conn.transport.socket;
+    conn.close(true);
+    // The ws library would wait 30 s for the peer's close frame while holding its write buffer.
+    ws?.terminate?.();
+  }, graceMs);
+  timer.unref();
+  conn.once("close", () => clearTimeout(timer));
+}
+
+/**
+ * Resolves once at most `maxMessages` packets wait on the socket's connection, or after
+ * `timeoutMs` (then false), or when the connection closes (false). Used to pace a replay so a
+ * reader that keeps up is never mistaken for a slow consumer.
+ */
+export async function whenBacklogBelow(socket: Socket, maxMessages: number, timeoutMs: number): Promise<boolean> {
+  const conn = socket.conn as unknown as EngineConnection;
+  const deadline = Date.now() + timeoutMs;
+  while (outboundBacklog(conn).messages > maxMessages) {
+    if (conn.readyState !== "open" || !socket.connected) return false;
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    await new Promise<void>(resolve => {
+      const done = () => {
+        clearTimeout(timer);
+        conn.off("drain", done);
+        conn.off("close", done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(left, 50));
+      conn.on("drain", done);
+      conn.on("close", done);
+    });
+  }
+  return true;
+}

@@ -1,0 +1,54 @@
+import type { Context, ServiceBroker } from "moleculer";
+import type { PresenceNotice } from "../../../lib/push";
+import { createPresenceService } from "../../../services/presence.service";
+import { createRoomsService } from "../../../services/rooms.service";
+import { eventually, newBroker, rejectionOf, stopAll, testConfig } from "./support";
+
+/** The presence service tells gateways about every change with the user's live devices (seed 003 snapshots). */
+describe("presence notices with devices", () => {
+  let broker: ServiceBroker;
+  let notices: PresenceNotice[];
+
+  beforeEach(async () => {
+    notices = [];
+    broker = newBroker();
+    broker.createService(createPresenceService(testConfig()));
+    broker.createService(createRoomsService(testConfig()));
+    broker.createService({ name: "gateway", events: { "gateway.presence": (ctx: Context<PresenceNotice>) => void notices.push(ctx.params) } });
+    await broker.start();
+  });
+  afterEach(() => stopAll([broker]));
+
+  const of = (userId: string, reason: string) => notices.filter(n => n.presence.userId === userId && n.reason === reason);
+
+  it("lists every device with its info on connect, refreshes it on touch, and empties it when offline", async () => {
+    await broker.call("presence.connect", { tenantId: "t1", userId: "u1", connectionId: "c1", nodeId: "gw-1", device: { connectedAt: 1000, userAgent: "Desk", ip: "10.0.0.1" } });
+    await broker.call("presence.connect", { tenantId: "t1", userId: "u1", connectionId: "c2", nodeId: "gw-2" });
+    await eventually(() => of("u1", "connect").length === 2, 2000, "two connect notices");
+    const second = of("u1", "connect").find(n => n.devices?.length === 2);
+    expect(second).toMatchObject({ tenantId: "t1", changed: false, presence: { status: "online", connections: 2 } });
+    expect(second?.devices).toEqual([
+      { connectionId: "c1", nodeId: "gw-1", connectedAt: 1000, lastSeen: expect.any(Number), userAgent: "Desk", ip: "10.0.0.1" },
+      { connectionId: "c2", nodeId: "gw-2", connectedAt: expect.any(Number), lastSeen: expect.any(Number) }
+    ]);
+
+    const before = second?.devices?.[1].lastSeen ?? 0;
+    await new Promise(r => setTimeout(r, 5));
+    expect(await broker.call("presence.touch", { tenantId: "t1", userId: "u1", connectionId: "c2" })).toMatchObject({ known: true });
+    await eventually(() => of("u1", "heartbeat").length === 1, 2000, "heartbeat notice");
+    expect(of("u1", "heartbeat")[0].devices?.[1].lastSeen).toBeGreaterThan(before);
+
+    await broker.call("presence.disconnect", { tenantId: "t1", userId: "u1", connectionId: "c1" });
+    await broker.call("presence.disconnect", { tenantId: "t1", userId: "u1", connectionId: "c2" });
+    await eventually(() => of("u1", "disconnect").length === 2, 2000, "two disconnect notices");
+    expect(of("u1", "disconnect").map(n => [n.changed, n.devices?.map(d => d.connectionId)])).toEqual([
+      [false, ["c2"]],
+      [true, []]
+    ]);
+  });
+
+  it("refuses malformed device info", async () => {
+    const error = await rejectionOf(broker.call("presence.connect", { tenantId: "t1", userId: "u1", connectionId: "c1", nodeId: "gw-1", device: { userAgent: "x".repeat(600) } }));
+    expect(error.type).toBe("VALIDATION_ERROR");
+  });
+});
