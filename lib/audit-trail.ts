@@ -122,7 +122,7 @@ export class AuditReporter {
       this.sweepTimer.unref();
     }
     if (this.spool && !this.retryTimer) {
-      this.retryTimer = setInterval(() => void this.drain(), this.options.retryMs ?? 5000);
+      this.retryTimer = setInterval(() => void this.drain(), this.options.retryMs ?? 1000);
       this.retryTimer.unref();
       void this.drain();
     }

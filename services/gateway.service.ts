@@ -916,6 +916,12 @@ export function createGatewayService(config: Config): ServiceSchema {
           services.reconciliation = stats ? { ...stats, lastCheck: now } : { status: "unhealthy", lastCheck: now };
           if (stats?.status !== "healthy") degradedBy.push("reconciliation");
         }
+        // The audit trail, when the cluster runs it: down, admin actions and super-admin reads are refused.
+        if (this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === "audit")) {
+          const stats = await this.broker.call<Record<string, unknown>, object>("audit.stats", {}, { timeout: 1000, retries: 0 }).catch(() => undefined);
+          services.audit = stats ? { ...stats, lastCheck: now } : { status: "unhealthy", lastCheck: now };
+          if (stats?.status !== "healthy") degradedBy.push("audit");
+        }
         for (const name of ["presence", "rooms"]) {
           const available = this.broker.registry.getServiceList({ onlyAvailable: true, skipInternal: true }).some((s: { name: string }) => s.name === name);
           services[name] = { status: available ? "healthy" : "unhealthy", lastCheck: now };

@@ -27,7 +27,7 @@ describe("seed 002 /ws in a cluster over NATS (2 gateways + services node, Redis
   }
 
   beforeAll(async () => {
-    services = await startNode({ services: ["presence", "rooms", "eventbus", "conversations", "push"], config: storeConfig, broker: brokerOptions("services") });
+    services = await startNode({ services: ["presence", "rooms", "eventbus", "conversations", "push", "audit"], config: storeConfig, broker: brokerOptions("services") });
     gw1 = await startNode({ services: ["gateway"], config: storeConfig, broker: brokerOptions("gw1") });
     gw2 = await startNode({ services: ["gateway"], config: storeConfig, broker: brokerOptions("gw2") });
     for (const node of [gw1, gw2]) await node.broker.waitForServices(["presence", "rooms", "eventbus", "conversations", "push"], 10_000);
