@@ -6,20 +6,21 @@ import type { ServiceBroker } from "moleculer";
  * cost a context and an event dispatch per message for nothing.
  *
  * Mirrors the remote half of ServiceBroker#broadcast (moleculer 0.14): one event packet per
- * remote endpoint of the event in that group.
+ * remote endpoint of the event in that group. Resolves how many nodes it was sent to.
  */
-export function broadcastToRemote(broker: ServiceBroker, eventName: string, payload: unknown, group: string): Promise<unknown> {
+export async function broadcastToRemote(broker: ServiceBroker, eventName: string, payload: unknown, group: string): Promise<number> {
   const internals = broker as unknown as BrokerInternals;
   const transit = internals.transit;
-  if (!transit) return Promise.resolve();
+  if (!transit) return 0;
   const endpoints = internals.registry.events.getAllEndpoints(eventName, [group]);
   const remote = endpoints.filter(ep => ep.id !== broker.nodeID);
-  if (remote.length === 0) return Promise.resolve();
+  if (remote.length === 0) return 0;
   const ctx = internals.ContextFactory.create(broker, null, payload, { groups: [group] });
   ctx.eventName = eventName;
   ctx.eventType = "broadcast";
   ctx.eventGroups = [group];
-  return Promise.all(remote.map(ep => transit.sendEvent(ctx.copy(ep))));
+  await Promise.all(remote.map(ep => transit.sendEvent(ctx.copy(ep))));
+  return remote.length;
 }
 
 interface EventContext {

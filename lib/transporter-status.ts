@@ -123,6 +123,24 @@ export function transporterStatus(broker: ServiceBroker): TransporterStatus | un
  * (NATS: a PING/PONG round trip); rejects after `timeoutMs` or while disconnected. Without a
  * transporter, or with one that has no such notion, resolves at once.
  */
+/**
+ * One flush for every caller of the same event-loop turn: a flush issued after all of their
+ * publishes confirms each of them, so a burst of messages costs one round trip to NATS, not one each.
+ */
+const pendingFlushes = new WeakMap<ServiceBroker, Promise<void>>();
+
+export function flushTransporterSoon(broker: ServiceBroker, timeoutMs: number): Promise<void> {
+  let pending = pendingFlushes.get(broker);
+  if (!pending) {
+    pending = new Promise<void>(resolve => setImmediate(resolve)).then(() => {
+      pendingFlushes.delete(broker);
+      return flushTransporter(broker, timeoutMs);
+    });
+    pendingFlushes.set(broker, pending);
+  }
+  return pending;
+}
+
 export async function flushTransporter(broker: ServiceBroker, timeoutMs: number): Promise<void> {
   if (!broker.transit) return;
   const status = transporterStatus(broker);

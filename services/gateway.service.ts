@@ -45,7 +45,7 @@ import type { Server as HttpServer } from "node:http";
 // Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
 import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, isLogged, shutdownDetails } from "../protocols/shutdown";
 import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
-import { flushTransporter, onTransporterChange, transporterStatus, watchTransporter } from "../lib/transporter-status";
+import { flushTransporterSoon, onTransporterChange, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
  * The gateway node: one HTTP server carrying REST (moleculer-web) and Socket.IO (moleculer-io).
@@ -767,13 +767,14 @@ export function createGatewayService(config: Config): ServiceSchema {
         // broadcast would also route the local share through a context and dispatch per message.
         if (!((this.draining || this.suspended) && isLogged(delivery))) emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
         if (!this.broker.transit) return;
-        await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
-        if (options?.confirm) {
+        const remoteGateways = await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
+        if (options?.confirm && remoteGateways > 0) {
           // A logged event is acknowledged only once the transporter holds its broadcast: a node
           // dying right after the ack must not take the only live copy with it (its recipients on
-          // other nodes stay connected and would never replay it).
+          // other nodes stay connected and would never replay it). One flush per event-loop turn
+          // covers every message of that turn.
           try {
-            await flushTransporter(this.broker, DELIVERY_CONFIRM_TIMEOUT_MS);
+            await flushTransporterSoon(this.broker, DELIVERY_CONFIRM_TIMEOUT_MS);
           } catch (err) {
             const eventId = (delivery.payload as { messageId?: string; eventId?: string } | null);
             throw new RealtimeError(ErrorCode.INTERNAL_ERROR, "Stored, but its live delivery could not be confirmed; send it again with the same messageId", {

@@ -3,7 +3,7 @@ import { ServiceBroker } from "moleculer";
 import { closeSlowConsumer, guardOutbound, outboundBacklog, type EngineConnection } from "../../protocols/outbound-guard";
 import { InFlight, isLogged } from "../../protocols/shutdown";
 import { ExitDeadlineMiddleware } from "../../lib/exit-deadline";
-import { flushTransporter, transporterStatus } from "../../lib/transporter-status";
+import { flushTransporter, flushTransporterSoon, transporterStatus } from "../../lib/transporter-status";
 
 /** An engine.io connection reduced to what the guard reads, driven like engine.io drives it. */
 class FakeConnection extends EventEmitter implements EngineConnection {
@@ -165,5 +165,20 @@ describe("shutdown helpers", () => {
     expect(transporterStatus(broker)).toBeUndefined();
     await expect(flushTransporter(broker, 10)).resolves.toBeUndefined();
     await broker.stop();
+  });
+});
+
+describe("flushTransporterSoon", () => {
+  it("shares one flush among the callers of one event-loop turn, and flushes again for the next turn", async () => {
+    let flushes = 0;
+    const client = { flush: async () => void (flushes += 1), status: () => ({ [Symbol.asyncIterator]: () => ({ next: () => new Promise(() => undefined) }) }), isClosed: () => false, closed: () => new Promise(() => undefined) };
+    const broker = { transit: { tx: { client }, connected: true }, nodeID: "n1" } as unknown as ServiceBroker;
+    const turn = [flushTransporterSoon(broker, 1000), flushTransporterSoon(broker, 1000), flushTransporterSoon(broker, 1000)];
+    expect(turn[1]).toBe(turn[0]);
+    expect(turn[2]).toBe(turn[0]);
+    await Promise.all(turn);
+    expect(flushes).toBe(1);
+    await flushTransporterSoon(broker, 1000);
+    expect(flushes).toBe(2);
   });
 });
