@@ -138,13 +138,14 @@ async function health(url: string): Promise<Record<string, any> | undefined> {
   }
 }
 
-/** Waits until a gateway reports healthy (for the product: presence and rooms reachable too). */
+/** Waits until a gateway reports healthy (for the product: presence and rooms reachable too) and ready. */
 async function waitHealthy(proc: ServerProcess, url: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (proc.child.exitCode !== null) throw new Error(`${proc.name} exited with ${proc.child.exitCode}:\n${proc.output()}`);
     const body = await health(url);
-    if (body?.status === "healthy") return;
+    // Healthy, and ready: with a transporter a gateway takes clients one heartbeat after joining.
+    if (body?.status === "healthy" && (await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2000) }).then(r => r.ok, () => false))) return;
     if (Date.now() > deadline) throw new Error(`${proc.name} not healthy after ${timeoutMs} ms (last: ${JSON.stringify(body)}):\n${proc.output()}`);
     await sleep(100);
   }
