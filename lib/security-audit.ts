@@ -1,3 +1,4 @@
+import type { TenantViolation } from "../mixins/tenant-scope.mixin";
 import type { ServiceBroker } from "moleculer";
 import type { Aggregation } from "./audit-aggregator";
 import { ANONYMOUS, SYSTEM_TENANT, auditReporterOf, type AuditInput } from "./audit-trail";
@@ -56,15 +57,8 @@ export function reportConnectionRefused(broker: ServiceBroker, reason: string, v
   });
 }
 
-export interface ViolationReport {
-  tenantId: string;
-  userId: string;
-  role?: string;
-  requestedTenantId: string;
-  via?: string;
-  action?: string;
-  connectionId?: string;
-}
+/** The shape reportTenantViolation (mixins/tenant-scope.mixin.ts) reports. */
+export type ViolationReport = TenantViolation;
 
 /** A refused cross-tenant attempt, in the caller's own chain. */
 export function reportTenantViolationAudit(broker: ServiceBroker, violation: ViolationReport): void {

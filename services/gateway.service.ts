@@ -31,6 +31,7 @@ import { OPERATOR, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportAuthFailure, reportClassDRefused, reportConnectionRefused, reportRateLimited } from "../lib/security-audit";
 import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
+import { scheduleTokenExpiry } from "../protocols/token-expiry";
 import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
 import { broadcastToRemote } from "../lib/remote-broadcast";
 // --- seed 003 `/ws/app` (protocols/app) and operator disconnects ---
@@ -128,8 +129,6 @@ const MINUTE_MS = 60_000;
 const HEARTBEAT_CHUNK = 5000;
 /** How long the transporter may take to confirm a logged event's broadcast before the sender gets an error. */
 const DELIVERY_CONFIRM_TIMEOUT_MS = 2000;
-/** setTimeout's ceiling; tokens living longer are checked again at the next ceiling. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Client events PF-2 defines; anything else gets INVALID_REQUEST instead of silence. */
 const KNOWN_EVENTS = new Set(["message", "join_room", "leave_room", "presence_update", "ping", "call"]);
 /** Names Socket.IO reserves; an internal push may not use them. */
@@ -1048,17 +1047,10 @@ function clusterJoinGraceMs(broker: Service["broker"]): number {
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */
 function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  if (state.principal.exp === undefined) return;
-  const inMs = state.principal.exp * 1000 - Date.now();
-  state.expiryTimer = setTimeout(
-    () => {
-      if (state.principal.exp !== undefined && state.principal.exp * 1000 > Date.now()) return scheduleExpiry(socket, state);
-      socket.emit(PF2_EVENTS.error, { error: "Token expired", code: ErrorCode.AUTH_FAILED, details: { reason: "expired" } });
-      socket.disconnect(true);
-    },
-    Math.max(0, Math.min(inMs, MAX_TIMER_MS))
-  );
-  state.expiryTimer.unref();
+  scheduleTokenExpiry(state.principal.exp, timer => (state.expiryTimer = timer), () => {
+    socket.emit(PF2_EVENTS.error, { error: "Token expired", code: ErrorCode.AUTH_FAILED, details: { reason: "expired" } });
+    socket.disconnect(true);
+  });
 }
 
 export default () => createGatewayService(loadConfig());

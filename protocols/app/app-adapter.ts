@@ -4,6 +4,7 @@ import { ErrorCode, RealtimeError, authzFailed, invalidRequest, rateLimited, ten
 import { conversationChannel, tenantChannel, userChannel } from "../../lib/keys";
 import { deviceOf, stateOf, type ConnectionState, type GatewayHost, type HostedSocket } from "../connection";
 import { APP_OUT } from "./app-sink";
+import { scheduleTokenExpiry } from "../token-expiry";
 import { parseConversation, payloadBytes } from "./app-schemas";
 
 /**
@@ -30,9 +31,6 @@ export const APP_IN = {
 } as const;
 
 const KNOWN_EVENTS = new Set<string>(Object.values(APP_IN));
-
-/** setTimeout's ceiling; tokens living longer are checked again at the next ceiling. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** What the gateway keeps per `/ws/app` connection. */
 export interface AppConnectionState extends ConnectionState {
@@ -108,17 +106,10 @@ export async function onAppConnection(host: GatewayHost, socket: Socket): Promis
 
 /** Closes the socket when its token expires, telling it `socket_error:token_expired` first. */
 function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  if (state.principal.exp === undefined) return;
-  const inMs = state.principal.exp * 1000 - Date.now();
-  state.expiryTimer = setTimeout(
-    () => {
-      if (state.principal.exp !== undefined && state.principal.exp * 1000 > Date.now()) return scheduleExpiry(socket, state);
-      socket.emit(APP_OUT.error, { code: APP_ERROR.tokenExpired, message: "Token expired" } satisfies AppError);
-      socket.disconnect(true);
-    },
-    Math.max(0, Math.min(inMs, MAX_TIMER_MS))
-  );
-  state.expiryTimer.unref();
+  scheduleTokenExpiry(state.principal.exp, timer => (state.expiryTimer = timer), () => {
+    socket.emit(APP_OUT.error, { code: APP_ERROR.tokenExpired, message: "Token expired" } satisfies AppError);
+    socket.disconnect(true);
+  });
 }
 
 /**

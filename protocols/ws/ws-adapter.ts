@@ -17,6 +17,7 @@ import { NOTIFICATIONS, PRESENCE, conversationChannel, parseChannel, presenceCha
 import { FROM_NOW, FROM_START, cursorOf, sequenceOf } from "./ws-cursor";
 import { WsError, WsErrorCode, ackFrame, envelope, errorFrame, invalidMessage, parseFrame, toWsError, type InboundFrame, type WsEnvelope } from "./ws-envelope";
 import { WS_EVENT_TYPES, WS_RENDERED_TYPES, frameOf, presencePayloadOf, renderStored, type RenderedEvent } from "./ws-render";
+import { scheduleTokenExpiry } from "../token-expiry";
 
 /**
  * Seed 002, the raw WebSocket protocol: `ws://host:WS_PORT/ws?token=<JWT>` on the gateway's HTTP
@@ -57,7 +58,6 @@ const MAX_BUFFER_BYTES = 16 * 1024 * 1024;
 /** Client frames waiting for their turn; the rate limit keeps this far lower in practice. */
 const MAX_QUEUED_FRAMES = 1000;
 const REPLAY_PAGE = 500;
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const CALL = { timeout: 5000, retries: 0 } as const;
 /** Close codes: 1001 going away (shutdown), 1008 policy (token expired), 1013 try again later (too slow). */
 const CLOSE = { normal: 1000, goingAway: 1001, policy: 1008, tryAgain: 1013 } as const;
@@ -397,17 +397,10 @@ export class RawWsAdapter {
   }
 
   private scheduleExpiry(conn: WsConnection) {
-    const exp = conn.state.principal.exp;
-    if (exp === undefined) return;
-    conn.expiryTimer = setTimeout(
-      () => {
-        if (exp * 1000 > Date.now()) return this.scheduleExpiry(conn);
-        this.sendNow(conn, errorFrame({ code: WsErrorCode.TOKEN_EXPIRED, message: "Token expired; reconnect with a fresh token" }));
-        this.disconnect(conn, CLOSE.policy, "token_expired");
-      },
-      Math.max(0, Math.min(exp * 1000 - Date.now(), MAX_TIMER_MS))
-    );
-    conn.expiryTimer.unref();
+    scheduleTokenExpiry(conn.state.principal.exp, timer => (conn.expiryTimer = timer), () => {
+      this.sendNow(conn, errorFrame({ code: WsErrorCode.TOKEN_EXPIRED, message: "Token expired; reconnect with a fresh token" }));
+      this.disconnect(conn, CLOSE.policy, "token_expired");
+    });
   }
 
   /** `disconnect {reason}` then a close frame; cleanup runs on the socket's close event. */
