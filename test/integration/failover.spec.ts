@@ -199,7 +199,9 @@ describe("failover: the node running eventbus killed with SIGKILL under load", (
     const pollOutcome = await poll;
     expect(pollOutcome).toMatchObject({ ok: false });
     expect(pollOutcome.ms).toBeLessThanOrEqual(DETECTION_BOUND_MS + 300);
-    await eventually(() => !gw1.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "eventbus"), DETECTION_BOUND_MS, "eventbus gone");
+    // Each node detects the death on its own heartbeat clock: wait until both gateways have.
+    const eventbusKnownTo = (node: TestNode) => node.broker.registry.getServiceList({ onlyAvailable: true }).some((s: { name: string }) => s.name === "eventbus");
+    await eventually(() => !eventbusKnownTo(gw1) && !eventbusKnownTo(gw2), DETECTION_BOUND_MS, "eventbus gone on both gateways");
     const goneAt = Date.now();
     // With no eventbus node, a publish is refused at once (503), not after a timeout.
     const refusedStarted = Date.now();
