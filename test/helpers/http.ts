@@ -33,6 +33,23 @@ export function send(url: string, method: string, path: string, headers: Record<
   });
 }
 
+/** A parsed JSON response body: tests read whichever fields they assert on. */
+export type JsonBody = Record<string, any>;
+
+export interface JsonAnswer {
+  status: number;
+  headers: Headers;
+  /** The parsed body; undefined when the response had none. */
+  body: JsonBody;
+}
+
+/** `fetch`, then the status, the headers and the parsed JSON body, in one step. */
+export async function fetchJson(url: string | URL, init?: RequestInit): Promise<JsonAnswer> {
+  const res = await fetch(url, init);
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : undefined };
+}
+
 /** Seed 000's error codes and the statuses each may answer with (413/422: seed 004; 503: retryable INTERNAL_ERROR). */
 export const SEED_STATUS: Record<string, number[]> = {
   AUTH_FAILED: [401],

@@ -5,6 +5,7 @@ import { eventually, nextEvent, recorder, request, settle } from "../helpers/cli
 import { appSocketTo, connectApp } from "../helpers/app-client";
 import { tokenFor } from "../helpers/tokens";
 import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
+import { fetchJson } from "../helpers/http";
 
 /**
  * Seed 003 across a real cluster: two gateway nodes and a services node (presence, rooms, event
@@ -29,12 +30,11 @@ describe("seed 003 /ws/app over NATS: 2 gateways + services node (Redis stores)"
   }
 
   async function post(gateway: TestNode, path: string, body: unknown, tenant = "acme") {
-    const res = await fetch(`${gateway.url}/api${path}`, {
+    return fetchJson(`${gateway.url}/api${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${tokenFor(tenant, "backend", { role: "service" })}`, "x-tenant-id": tenant, "content-type": "application/json" },
       body: JSON.stringify(body)
     });
-    return { status: res.status, body: (await res.json()) as any };
   }
 
   beforeAll(async () => {

@@ -5,6 +5,7 @@ import { connect, eventually, nextEvent, recorder, request, settle } from "../he
 import { appRefusal, appSocketTo, connectApp } from "../helpers/app-client";
 import { startNode, type TestNode } from "../helpers/node";
 import { TEST_SECRET, expiredToken, tokenFor, unsignedToken } from "../helpers/tokens";
+import { fetchJson } from "../helpers/http";
 
 /**
  * Seed 003 `/ws/app` with an unchanged socket.io-client: handshake refusals, notifications,
@@ -23,12 +24,11 @@ describe("seed 003 /ws/app", () => {
   }
 
   async function post(path: string, body: unknown, token = backend, tenant = "acme") {
-    const res = await fetch(`${node.url}/api${path}`, {
+    return fetchJson(`${node.url}/api${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "x-tenant-id": tenant, "content-type": "application/json" },
       body: JSON.stringify(body)
     });
-    return { status: res.status, body: (await res.json()) as any };
   }
 
   const pushMessage = (body: Record<string, unknown>, tenant = "acme") =>

@@ -4,6 +4,7 @@ import { connect, eventually, nextEvent, recorder, request, settle, socketTo } f
 import { tokenFor } from "../helpers/tokens";
 import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
 import { comparePositions } from "../../stores/event-log";
+import { fetchJson } from "../helpers/http";
 
 /**
  * The stream end to end on one node: publishing, realtime delivery with positions, polling and
@@ -39,10 +40,9 @@ for (const backend of backends) {
     }
 
     async function poll(tenantId: string, userId: string, query: string) {
-      const res = await fetch(`${node.url}/api/events/poll${query}`, {
+      return fetchJson(`${node.url}/api/events/poll${query}`, {
         headers: { Authorization: `Bearer ${tokenFor(tenantId, userId)}`, "X-Tenant-ID": tenantId }
       });
-      return { status: res.status, body: (await res.json()) as any };
     }
 
     beforeAll(async () => {

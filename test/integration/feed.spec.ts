@@ -3,6 +3,7 @@ import { io } from "socket.io-client";
 import { startNode, type TestNode } from "../helpers/node";
 import { firstEvent, nextEvent, recorder, settle } from "../helpers/client";
 import { tokenFor } from "../helpers/tokens";
+import { fetchJson } from "../helpers/http";
 
 /** Seed 004, the event feed: REST `/api/events` and the `/events` namespace, over the tenant's log. */
 describe("seed 004 event feed", () => {
@@ -24,13 +25,11 @@ describe("seed 004 event feed", () => {
   });
 
   async function post(tenantId: string, body: unknown, hdrs = headers(tenantId)) {
-    const res = await fetch(`${node.url}/api/events`, { method: "POST", headers: hdrs, body: JSON.stringify(body) });
-    return { status: res.status, body: (await res.json()) as any };
+    return fetchJson(`${node.url}/api/events`, { method: "POST", headers: hdrs, body: JSON.stringify(body) });
   }
 
   async function list(tenantId: string, query = "", hdrs = headers(tenantId)) {
-    const res = await fetch(`${node.url}/api/events${query}`, { headers: hdrs });
-    return { status: res.status, body: (await res.json()) as any };
+    return fetchJson(`${node.url}/api/events${query}`, { headers: hdrs });
   }
 
   function feedSocket(tenantId: string, userId: string, claimedTenant = tenantId) {

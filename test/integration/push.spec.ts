@@ -3,6 +3,7 @@ import type { MembersRemovedNotice, PresenceNotice, PushNotice, PushSink } from 
 import { connect, eventually, nextEvent, recorder } from "../helpers/client";
 import { startNode, type TestNode } from "../helpers/node";
 import { tokenFor } from "../helpers/tokens";
+import { fetchJson } from "../helpers/http";
 
 /** The server push API and conversations over REST, and the notices every protocol adapter gets. */
 describe("push API and conversations", () => {
@@ -11,12 +12,11 @@ describe("push API and conversations", () => {
   const backend = tokenFor("acme", "crm-backend", { role: "service" });
 
   async function post(path: string, body: unknown, token = backend, tenant = "acme") {
-    const res = await fetch(`${node.url}/api${path}`, {
+    return fetchJson(`${node.url}/api${path}`, {
       method: "POST",
       headers: { authorization: `Bearer ${token}`, "x-tenant-id": tenant, "content-type": "application/json" },
       body: JSON.stringify(body)
     });
-    return { status: res.status, body: (await res.json()) as any };
   }
 
   beforeAll(async () => {

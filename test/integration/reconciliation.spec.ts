@@ -5,6 +5,7 @@ import { startNode, type TestNode } from "../helpers/node";
 import { connect, eventually, nextEvent, recorder, settle, socketTo } from "../helpers/client";
 import { uniqueSchema } from "../helpers/postgres";
 import { tokenFor } from "../helpers/tokens";
+import { fetchJson } from "../helpers/http";
 
 /**
  * Reconciliation over REST on a real gateway (seed 000): `POST /api/reconciliation/reconcile` and
@@ -76,14 +77,11 @@ function suite(label: string, nodeConfig: () => Promise<{ config: Record<string,
     const headers = (tenantId: string, userId = "u1") => ({ Authorization: `Bearer ${tokenFor(tenantId, userId)}`, "X-Tenant-ID": tenantId, "Content-Type": "application/json" });
 
     async function reconcile(tenantId: string, body: Record<string, unknown>, extraHeaders: Record<string, string> = {}) {
-      const res = await fetch(`${node.url}/api/reconciliation/reconcile`, { method: "POST", headers: { ...headers(tenantId), ...extraHeaders }, body: JSON.stringify(body) });
-      const text = await res.text();
-      return { status: res.status, body: text ? (JSON.parse(text) as any) : undefined, headers: res.headers };
+      return fetchJson(`${node.url}/api/reconciliation/reconcile`, { method: "POST", headers: { ...headers(tenantId), ...extraHeaders }, body: JSON.stringify(body) });
     }
 
     async function snapshot(tenantId: string, entityType: string, entityId: string) {
-      const res = await fetch(`${node.url}/api/reconciliation/snapshot/${encodeURIComponent(entityType)}/${encodeURIComponent(entityId)}`, { headers: headers(tenantId) });
-      return { status: res.status, body: (await res.json()) as any };
+      return fetchJson(`${node.url}/api/reconciliation/snapshot/${encodeURIComponent(entityType)}/${encodeURIComponent(entityId)}`, { headers: headers(tenantId) });
     }
 
     const request = (tenantId: string, clientId: string, operations: unknown[], extra: Record<string, unknown> = {}) => ({
@@ -354,11 +352,11 @@ describe("reconciliation on PostgreSQL: durability and RECONCILIATION_PROCESSING
   afterAll(() => schema.drop());
 
   const post = (node: TestNode, tenantId: string, body: unknown) =>
-    fetch(`${node.url}/api/reconciliation/reconcile`, {
+    fetchJson(`${node.url}/api/reconciliation/reconcile`, {
       method: "POST",
       headers: { Authorization: `Bearer ${tokenFor(tenantId, "u1")}`, "X-Tenant-ID": tenantId, "Content-Type": "application/json" },
       body: JSON.stringify(body)
-    }).then(async res => ({ status: res.status, body: (await res.json()) as any }));
+    });
 
   it("keeps state and outcomes across a node restart", async () => {
     const t = freshTenant();

@@ -4,6 +4,7 @@ import { NATS_URL, startNode, type TestNode } from "../helpers/node";
 import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
 import { tokenFor } from "../helpers/tokens";
 import { wsConnect, wsRefusal, type WsClient } from "../helpers/ws-client";
+import { fetchJson, type JsonBody } from "../helpers/http";
 
 /**
  * Seed 002 in a cluster over the real NATS server: two gateway nodes and a services node with
@@ -106,9 +107,8 @@ describe("seed 002 /ws in a cluster over NATS (2 gateways + services node, Redis
     const one = await first.waitFor(f => f.type === "notification");
     await first.close();
     await services.broker.call("push.notification", { tenantId: "acme", userId: "hopper", eventKey: "k", notification: { n: 2 } });
-    const polled = await fetch(`${gw2.url}/api/v1/realtime/poll?last_poll_id=${one.sequence}&timeout=5`, { headers: { authorization: `Bearer ${tokenFor("acme", "hopper")}` } });
-    const body = (await polled.json()) as any;
-    expect(body.events.map((e: any) => e.payload.n)).toEqual([2]);
+    const { body } = await fetchJson(`${gw2.url}/api/v1/realtime/poll?last_poll_id=${one.sequence}&timeout=5`, { headers: { authorization: `Bearer ${tokenFor("acme", "hopper")}` } });
+    expect(body.events.map((e: JsonBody) => e.payload.n)).toEqual([2]);
     await services.broker.call("push.notification", { tenantId: "acme", userId: "hopper", eventKey: "k", notification: { n: 3 } });
     const again = await client(gw1, "acme", "hopper", { last_poll_id: body.last_poll_id });
     await again.waitFor(f => f.type === "notification");

@@ -3,6 +3,7 @@ import { startNode, type TestNode } from "../helpers/node";
 import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
 import { expiredToken, tokenFor } from "../helpers/tokens";
 import { wsConnect, type Frame, type WsClient } from "../helpers/ws-client";
+import { fetchJson } from "../helpers/http";
 
 /**
  * Seed 002's HTTP polling fallback (`/api/v1/realtime/poll`, `/poll/missed`) and its cursor, shared
@@ -23,12 +24,11 @@ for (const variant of variants) {
     async function poll(userId: string, query: Record<string, string | number> = {}, init: { method?: string; body?: unknown; token?: string; headers?: Record<string, string>; path?: string } = {}) {
       const url = new URL(`${node.url}/api/v1/realtime${init.path ?? "/poll"}`);
       for (const [key, value] of Object.entries(query)) url.searchParams.set(key, String(value));
-      const res = await fetch(url, {
+      return fetchJson(url, {
         method: init.method ?? "GET",
         headers: { authorization: `Bearer ${init.token ?? tokenFor("acme", userId)}`, ...(init.body !== undefined ? { "content-type": "application/json" } : {}), ...init.headers },
         body: init.body === undefined ? undefined : typeof init.body === "string" ? init.body : JSON.stringify(init.body)
       });
-      return { status: res.status, headers: res.headers, body: (await res.json()) as any };
     }
 
     const notify = (userId: string, notification: Record<string, unknown>, tenantId = "acme") =>
@@ -111,8 +111,7 @@ for (const variant of variants) {
       const limited = await startNode({ config: { pollV1RateLimit: 5, ...(variant.redis ? { redisUrl: REDIS_URL, redisKeyPrefix: prefix } : {}) } });
       const url = (path: string) => `${limited.url}/api/v1/realtime${path}?timeout=0&last_sequence=0`;
       const get = async (path: string, userId: string) => {
-        const res = await fetch(url(path), { headers: { authorization: `Bearer ${tokenFor("acme", userId)}` } });
-        return { status: res.status, headers: res.headers, body: (await res.json()) as any };
+        return fetchJson(url(path), { headers: { authorization: `Bearer ${tokenFor("acme", userId)}` } });
       };
       try {
         const remaining: string[] = [];

@@ -4,6 +4,7 @@ import { connectApp } from "../helpers/app-client";
 import { startNode, type TestNode } from "../helpers/node";
 import { TEST_SECRET, expiredToken, tokenFor, unsignedToken } from "../helpers/tokens";
 import { wsConnect, wsRefusal, type WsClient } from "../helpers/ws-client";
+import { fetchJson, type JsonBody } from "../helpers/http";
 
 /**
  * Seed 002 over a raw WebSocket (`ws` package as the client) on the gateway's one HTTP port,
@@ -22,12 +23,11 @@ describe("seed 002 raw WebSocket /ws", () => {
   }
 
   async function api(method: string, path: string, body: unknown, token = backend, tenant = "acme") {
-    const res = await fetch(`${node.url}/api${path}`, {
+    return fetchJson(`${node.url}/api${path}`, {
       method,
       headers: { authorization: `Bearer ${token}`, "x-tenant-id": tenant, "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body)
     });
-    return { status: res.status, body: (await res.json()) as any };
   }
 
   beforeAll(async () => {
@@ -331,8 +331,8 @@ describe("seed 002 raw WebSocket /ws", () => {
       expect((await bob.waitFor(f => f.type === "typing_stop")).sequence).toBeUndefined();
       await settle();
       expect(ann.ofType("typing_start")).toEqual([]);
-      const missed = await fetch(`${node.url}/api/v1/realtime/poll/missed?last_sequence=1`, { headers: { authorization: `Bearer ${tokenFor("acme", "bob")}` } });
-      expect(((await missed.json()) as any).messages.filter((m: any) => m.type.startsWith("typing"))).toEqual([]);
+      const missed = await fetchJson(`${node.url}/api/v1/realtime/poll/missed?last_sequence=1`, { headers: { authorization: `Bearer ${tokenFor("acme", "bob")}` } });
+      expect(missed.body.messages.filter((m: JsonBody) => m.type.startsWith("typing"))).toEqual([]);
     });
 
     it("relays read receipts to the conversation's members", async () => {
