@@ -3,7 +3,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { AUDIT_OUTCOMES, type AuditOutcome, type VerifyReport } from "../lib/audit-chain";
 import { verifyTenant } from "../lib/audit-ops";
 import { SUPER_ADMIN_ROLE } from "../lib/auth";
-import { OPERATOR, SYSTEM_TENANT, type AuditReceipt } from "../lib/audit-trail";
+import { OPERATOR, SYSTEM_TENANT, type AuditInput, type AuditReceipt } from "../lib/audit-trail";
 import { canonicalJson } from "../lib/canonical-json";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
@@ -37,16 +37,6 @@ const QUERY_MAX_LIMIT = 1000;
 const PURGE_EVERY_MS = DAY_MS;
 const FIRST_PURGE_AFTER_MS = 60_000;
 
-interface AppendParams {
-  id?: string;
-  tenantId: string;
-  actor: { userId: string; role: string; nodeID?: string };
-  action: string;
-  target: string;
-  outcome: AuditOutcome;
-  justification?: string;
-  details?: Record<string, unknown>;
-}
 
 interface QueryParams {
   tenantId: string;
@@ -114,7 +104,7 @@ export function createAuditService(config: Config): ServiceSchema {
           justification: { type: "string", min: 1, max: 2000, pattern: NO_NUL, optional: true },
           details: { type: "object", optional: true }
         },
-        async handler(this: AuditThis, ctx: Context<AppendParams, CallerMeta>): Promise<AuditReceipt> {
+        async handler(this: AuditThis, ctx: Context<AuditInput, CallerMeta>): Promise<AuditReceipt> {
           const { tenantId, actor, action, target, outcome, justification } = ctx.params;
           const { record, duplicate } = await this.store.append(
             tenantId,

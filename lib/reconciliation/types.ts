@@ -190,20 +190,11 @@ export interface ReconcileRequest {
 export type ResolvedOperation = Operation & { status: Exclude<OperationStatus, "PENDING">; version: string | null; conflictId?: string };
 
 /** One entry of `deltaUpdates`: a change of the tenant's history, with the checksum of its `data`. */
-export interface Delta {
+export type Delta = Omit<Change, "version"> & {
+  /** The change's version as clients see it (`<epoch>.<seq>`). */
   version: string;
-  entityType: string;
-  entityId: string;
-  operationId: string;
-  clientId: string;
-  operationType: OperationType;
-  data: JsonObject | null;
-  deleted: boolean;
-  vectorClock: VectorClock;
   checksum: string;
-  timestamp: string;
-  appliedAt: string;
-}
+};
 
 /** `GET /api/reconciliation/snapshot/:entityType/:entityId` (seed 000 StateSnapshot, plus entityId, deleted, vectorClock). */
 export interface StateSnapshot {
