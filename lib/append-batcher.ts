@@ -1,49 +1,40 @@
-import type { AppendResult, BusEvent } from "../stores/event-log";
+import type { AppendResult, BusEvent, StoredEvent } from "../stores/event-log";
+import { TurnBatcher, type BatchOutcome } from "./turn-batcher";
 
-/** What `eventbus.appendMany` answers per event, in order. */
-export type AppendOutcome = AppendResult | { error: { message: string; code?: string } };
+/**
+ * What `eventbus.appendMany` answers per event: only the position of a new event (the caller
+ * already holds the rest of it, so it does not cross the transporter twice), or the event stored
+ * earlier under the same eventId.
+ */
+export type AppendReceipt = { position: string } | { duplicate: StoredEvent };
+
+export type AppendOutcome = BatchOutcome<AppendReceipt>;
 
 export type AppendMany = (events: BusEvent[]) => Promise<AppendOutcome[]>;
 
+/** The receipt of an append as it goes back to the node that asked for it. */
+export function receiptOf(result: AppendResult): AppendReceipt {
+  return result.duplicate ? { duplicate: result.event } : { position: result.event.position };
+}
+
+/** The append result of `event` from its receipt. */
+export function resultOf(event: BusEvent, receipt: AppendReceipt): AppendResult {
+  return "duplicate" in receipt ? { event: receipt.duplicate, duplicate: true } : { event: { ...event, position: receipt.position }, duplicate: false };
+}
+
 /**
- * Gathers the appends made during one event-loop turn into one `appendMany` request, so a gateway
- * whose log lives on another node pays one round trip per batch instead of one per message. Each
- * caller still resolves only once its own event is durable (or rejects), with its own result, and
- * events keep the order in which they were submitted.
+ * The appends a gateway makes during one event-loop turn, sent as one `appendMany` request, so a
+ * gateway whose log lives on another node pays one round trip per batch instead of one per
+ * message. Each caller still resolves only once its own event is durable (or rejects).
  */
 export class AppendBatcher {
-  private queue: Array<{ event: BusEvent; resolve: (result: AppendResult) => void; reject: (err: Error) => void }> = [];
-  private scheduled = false;
+  private readonly batcher: TurnBatcher<BusEvent, AppendReceipt>;
 
-  constructor(
-    private readonly appendMany: AppendMany,
-    private readonly maxBatch = 500
-  ) {}
-
-  append(event: BusEvent): Promise<AppendResult> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ event, resolve, reject });
-      if (!this.scheduled) {
-        this.scheduled = true;
-        setImmediate(() => this.flush());
-      }
-    });
+  constructor(appendMany: AppendMany, maxBatch = 500) {
+    this.batcher = new TurnBatcher(appendMany, { maxBatch });
   }
 
-  private flush(): void {
-    this.scheduled = false;
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
-      this.appendMany(batch.map(entry => entry.event)).then(
-        outcomes => {
-          batch.forEach((entry, i) => {
-            const outcome = outcomes[i];
-            if (outcome && "event" in outcome) entry.resolve(outcome);
-            else entry.reject(Object.assign(new Error(outcome?.error.message ?? "Append failed"), { code: outcome?.error.code }));
-          });
-        },
-        (err: Error) => batch.forEach(entry => entry.reject(err))
-      );
-    }
+  async append(event: BusEvent): Promise<AppendResult> {
+    return resultOf(event, await this.batcher.submit(event));
   }
 }

@@ -6,18 +6,26 @@
  */
 const SEPARATOR = ":";
 
+/** The characters encodeURIComponent leaves as they are: most identifiers need no encoding. */
+const UNRESERVED = /^[A-Za-z0-9\-_.!~*'()]*$/;
+
 function encodePart(part: string): string {
-  return encodeURIComponent(part);
+  // Names are built for every message delivered; skip the encoder for the usual identifiers.
+  return UNRESERVED.test(part) ? part : encodeURIComponent(part);
 }
 
 /** `t:<tenant>:<kind>:<part>...`; the tenant always comes first. */
 export function tenantKey(tenantId: string, kind: string, ...parts: string[]): string {
-  return ["t", encodePart(tenantId), kind, ...parts.map(encodePart)].join(SEPARATOR);
+  let key = "t" + SEPARATOR + encodePart(tenantId) + SEPARATOR + kind;
+  for (const part of parts) key += SEPARATOR + encodePart(part);
+  return key;
 }
 
 /** A name that belongs to no tenant (cluster-wide indexes such as a node's connections). */
 export function globalKey(kind: string, ...parts: string[]): string {
-  return ["g", kind, ...parts.map(encodePart)].join(SEPARATOR);
+  let key = "g" + SEPARATOR + kind;
+  for (const part of parts) key += SEPARATOR + encodePart(part);
+  return key;
 }
 
 /** Socket.IO room holding every connection of one user (all devices). */

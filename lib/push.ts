@@ -36,6 +36,11 @@ export interface PresenceNotice {
   devices?: ConnectionInfo[];
 }
 
+/** The `gateway.presence` broadcast: the notices of one batch of changes, in order. */
+export interface PresenceNotices {
+  notices: PresenceNotice[];
+}
+
 export interface MembersRemovedNotice {
   tenantId: string;
   conversationId: string;

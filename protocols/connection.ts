@@ -86,6 +86,8 @@ export interface GatewayHost {
   connectionCount(): number;
   /** Registers an accepted connection with presence (with its device info); never throws. */
   registerConnection(state: ConnectionState): Promise<void>;
+  /** Tells presence a connection closed (after its registration, in order); never throws. */
+  unregisterConnection(state: Pick<ConnectionState, "tenantId" | "userId" | "connectionId">): Promise<void>;
   /** Clean-up after a connection closed: presence, rooms, rate-limit counters, expiry timer. */
   releaseConnection(socket: Socket): Promise<void>;
   /** Audits a class D message refused on the realtime path (`target`: `user:<id>` / `room:<id>`). */

@@ -7,7 +7,7 @@ import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
 import { PUSH_EVENT, type PushNotice } from "../lib/push";
 import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError, tenantViolation, toClientError } from "../lib/errors";
-import type { AppendOutcome } from "../lib/append-batcher";
+import { receiptOf, type AppendOutcome } from "../lib/append-batcher";
 import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
 import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
@@ -183,7 +183,7 @@ export function createEventBusService(config: Config): ServiceSchema {
           const outcomes: AppendOutcome[] = [];
           for (const event of ctx.params.events) {
             try {
-              outcomes.push(await this.store(event.tenantId, event));
+              outcomes.push({ ok: receiptOf(await this.store(event.tenantId, event)) });
             } catch (err) {
               const { body } = toClientError(err);
               outcomes.push({ error: { message: body.error, code: body.code } });

@@ -29,10 +29,13 @@ import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFe
 import { authorizeRestRequest } from "../protocols/admin-access";
 import { OPERATOR, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportAuthFailure, reportClassDRefused, reportConnectionRefused, reportRateLimited } from "../lib/security-audit";
-import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotice, type PushNotice, type PushSink } from "../lib/push";
+import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotices, type PushNotice, type PushSink } from "../lib/push";
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
 import { scheduleTokenExpiry } from "../protocols/token-expiry";
 import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
+import { PRESENCE_BATCH_MAX, type PresenceOp } from "../lib/presence-ops";
+import type { Presence } from "../stores/presence/presence-store";
+import { TurnBatcher, type BatchOutcome } from "../lib/turn-batcher";
 import { broadcastToRemote } from "../lib/remote-broadcast";
 // --- seed 003 `/ws/app` (protocols/app) and operator disconnects ---
 import { APP_NAMESPACE, appNamespace, authorizeAppSocket, onAppConnection } from "../protocols/app/app-adapter";
@@ -67,6 +70,8 @@ interface GatewayThis extends Service, GatewayHost {
   heartbeatTimer?: NodeJS.Timeout;
   /** Appends to a remote event bus, one request per event-loop turn (lib/append-batcher.ts). */
   appendBatcher: AppendBatcher;
+  /** Connects and disconnects of this node's connections, sent to presence in order, a batch per turn. */
+  presenceOps: TurnBatcher<PresenceOp, Presence>;
   /** The event bus service of this process, if it runs one (null once looked up and absent). */
   localBus?: LocalEventBus | null;
   localEventBus(): LocalEventBus | undefined;
@@ -110,6 +115,7 @@ interface GatewayThis extends Service, GatewayHost {
   onPf2Disconnect(socket: Socket): Promise<void>;
   heartbeatConnections(): Promise<void>;
   registerConnection(state: ConnectionState): Promise<void>;
+  unregisterConnection(state: Pick<ConnectionState, "tenantId" | "userId" | "connectionId">): Promise<void>;
   socketAuthorize(socket: Socket): Promise<Principal>;
   healthReport(): Promise<{ status: "healthy" | "degraded" | "unhealthy"; body: Record<string, unknown> }>;
   /** moleculer-web's HTTP server (REST, Socket.IO and the seed 002 raw WebSocket share it). */
@@ -436,8 +442,8 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       },
       [PRESENCE_NOTICE_EVENT]: {
-        handler(this: GatewayThis, ctx: Context<PresenceNotice>) {
-          this.eachSink(sink => sink.presence?.(ctx.params));
+        handler(this: GatewayThis, ctx: Context<PresenceNotices>) {
+          for (const notice of ctx.params.notices) this.eachSink(sink => sink.presence?.(notice));
         }
       },
       [MEMBERS_REMOVED_EVENT]: {
@@ -700,22 +706,24 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async registerConnection(this: GatewayThis, state: ConnectionState) {
+        const device = { connectedAt: state.connectedAt, ...(state.userAgent !== undefined ? { userAgent: state.userAgent } : {}), ...(state.ip !== undefined ? { ip: state.ip } : {}) };
         try {
-          await this.broker.call(
-            "presence.connect",
-            {
-              tenantId: state.tenantId,
-              userId: state.userId,
-              connectionId: state.connectionId,
-              nodeId: this.broker.nodeID,
-              device: { connectedAt: state.connectedAt, ...(state.userAgent !== undefined ? { userAgent: state.userAgent } : {}), ...(state.ip !== undefined ? { ip: state.ip } : {}) }
-            },
-            { timeout: 5000, retries: 0 }
-          );
+          // Batched per event-loop turn with every other connect and disconnect of this node
+          // (one request per batch, applied in order); `connected` still means registered.
+          await this.presenceOps.submit({ op: "connect", tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId, nodeId: this.broker.nodeID, device });
         } catch (err) {
           // Class A: presence is optional; the connection works without it and is registered again
           // by the next heartbeat round.
           this.logger.warn("Presence registration failed", { tenantId: state.tenantId, connectionId: state.connectionId, error: (err as Error).message });
+        }
+      },
+
+      async unregisterConnection(this: GatewayThis, state: Pick<ConnectionState, "tenantId" | "userId" | "connectionId">) {
+        try {
+          await this.presenceOps.submit({ op: "disconnect", tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId });
+        } catch (err) {
+          // The presence TTL sweep takes a connection whose disconnect was lost offline.
+          this.logger.warn("Presence disconnect failed", { connectionId: state.connectionId, error: (err as Error).message });
         }
       },
 
@@ -729,9 +737,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           this.rateLimits.reset(state.tenantId, `conn:${state.connectionId}:control`, MINUTE_MS).catch(() => undefined)
         ]);
         // Presence first: the offline push goes to the rooms the user is still recorded in.
-        await this.broker
-          .call("presence.disconnect", { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId }, { timeout: 5000, retries: 0 })
-          .catch((err: Error) => this.logger.warn("Presence disconnect failed", { connectionId: state.connectionId, error: err.message }));
+        await this.unregisterConnection(state);
         if (rooms.length > 0) {
           await this.broker
             .call("rooms.leaveAll", { tenantId: state.tenantId, connectionId: state.connectionId }, { timeout: 5000, retries: 0 })
@@ -946,6 +952,10 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.rawWs = new RawWsAdapter(this);
       this.rawPolling = new Seed002Polling(this);
       this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app()), this.rawWs.sink()];
+      this.presenceOps = new TurnBatcher<PresenceOp, Presence>(
+        ops => this.broker.call<Array<BatchOutcome<Presence>>, { ops: PresenceOp[] }>("presence.applyMany", { ops }, { timeout: 5000, retries: 0 }),
+        { maxBatch: PRESENCE_BATCH_MAX, maxInFlight: 1 }
+      );
       this.appendBatcher = new AppendBatcher(events =>
         this.broker.call<AppendOutcome[], { events: BusEvent[] }>("eventbus.appendMany", { events }, { timeout: 5000, retries: 0 })
       );

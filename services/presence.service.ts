@@ -2,8 +2,12 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import { asServiceSchema } from "../types/service-schema";
 import { loadConfig, type Config } from "../lib/config";
 import { DELIVERY_EVENT, type Delivery } from "../lib/delivery";
-import { PRESENCE_NOTICE_EVENT, type PresenceNotice } from "../lib/push";
-import { TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import type { CallerMeta } from "../lib/context";
+import { ErrorCode, RealtimeError, invalidRequest, tenantViolation, toClientError } from "../lib/errors";
+import { PRESENCE_NOTICE_EVENT, type PresenceNotice, type PresenceNotices } from "../lib/push";
+import { PRESENCE_BATCH_MAX, type PresenceOp } from "../lib/presence-ops";
+import type { BatchOutcome } from "../lib/turn-batcher";
+import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createPresenceStore, type PresenceStore } from "../stores/presence";
 import type { ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatus } from "../stores/presence/presence-store";
 
@@ -15,14 +19,47 @@ import type { ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatu
 interface PresenceThis extends Service {
   store: PresenceStore;
   sweeper?: NodeJS.Timeout;
-  publishChanges(changes: PresenceChange[], reason: PresenceNotice["reason"]): Promise<void>;
-  notify(tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean): void;
-  sendNotice(tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean): Promise<void>;
+  apply(ops: PresenceOp[]): Promise<Array<BatchOutcome<Presence>>>;
+  publishChanges(changes: PresenceChange[]): Promise<void>;
+  changedBy(changes: PresenceChange[], reason: "expired" | "node_left"): Promise<void>;
+  notify(events: NoticeOf[]): void;
+  sendNotices(events: NoticeOf[]): Promise<void>;
 }
+
+/** A presence change to tell the gateways about (the notice is completed with the user's devices). */
+type NoticeOf = Omit<PresenceNotice, "devices">;
+
+const deviceSchema = {
+  type: "object",
+  optional: true,
+  strict: "remove",
+  props: {
+    connectedAt: { type: "number", integer: true, min: 0, optional: true },
+    userAgent: { type: "string", max: 512, optional: true },
+    ip: { type: "string", max: 64, optional: true }
+  }
+} as const;
+
 
 const identifier = { type: "string", min: 1, max: 128 } as const;
 
 export const PRESENCE_EVENT = "presence";
+
+/** The answer of a single op: its presence, or its error. */
+function settled([outcome]: Array<BatchOutcome<Presence>>): Presence {
+  if (outcome && "ok" in outcome) return outcome.ok;
+  throw new RealtimeError((outcome?.error.code as ErrorCode | undefined) ?? ErrorCode.INTERNAL_ERROR, outcome?.error.message ?? "Presence not updated");
+}
+
+function groupByTenant(changes: PresenceChange[]): Map<string, Presence[]> {
+  const byTenant = new Map<string, Presence[]>();
+  for (const { tenantId, presence } of changes) {
+    const list = byTenant.get(tenantId);
+    if (list) list.push(presence);
+    else byTenant.set(tenantId, [presence]);
+  }
+  return byTenant;
+}
 
 /** The payload of the client-facing `presence` event. */
 export function presenceEventOf(presence: Presence) {
@@ -39,28 +76,9 @@ export function createPresenceService(config: Config): ServiceSchema {
       /** A gateway accepted a connection; `device` is listed in per-device snapshots (seed 003). */
       connect: {
         visibility: "public",
-        params: {
-          tenantId: identifier,
-          userId: identifier,
-          connectionId: identifier,
-          nodeId: identifier,
-          device: {
-            type: "object",
-            optional: true,
-            strict: "remove",
-            props: {
-              connectedAt: { type: "number", integer: true, min: 0, optional: true },
-              userAgent: { type: "string", max: 512, optional: true },
-              ip: { type: "string", max: 64, optional: true }
-            }
-          }
-        },
+        params: { tenantId: identifier, userId: identifier, connectionId: identifier, nodeId: identifier, device: deviceSchema },
         async handler(this: PresenceThis, ctx: Context<{ tenantId: string; userId: string; connectionId: string; nodeId: string; device?: DeviceInfo }>) {
-          const { tenantId, userId, connectionId, nodeId, device } = ctx.params;
-          const { changed, presence } = await this.store.connect(tenantId, userId, connectionId, nodeId, Date.now(), device);
-          this.notify(tenantId, presence, "connect", changed);
-          if (changed) await this.publishChanges([{ tenantId, presence }], "connect");
-          return presence;
+          return settled(await this.apply([{ op: "connect", ...ctx.params }]));
         }
       },
 
@@ -69,11 +87,46 @@ export function createPresenceService(config: Config): ServiceSchema {
         visibility: "public",
         params: { tenantId: identifier, userId: identifier, connectionId: identifier },
         async handler(this: PresenceThis, ctx: Context<{ tenantId: string; userId: string; connectionId: string }>) {
-          const { tenantId, userId, connectionId } = ctx.params;
-          const { changed, presence } = await this.store.disconnect(tenantId, userId, connectionId, Date.now());
-          this.notify(tenantId, presence, "disconnect", changed);
-          if (changed) await this.publishChanges([{ tenantId, presence }], "disconnect");
-          return presence;
+          return settled(await this.apply([{ op: "disconnect", ...ctx.params }]));
+        }
+      },
+
+      /**
+       * A gateway's connects and disconnects of one event-loop turn (lib/presence-ops.ts), applied
+       * in order, answered per op; their notices go to the gateways as one broadcast.
+       */
+      applyMany: {
+        visibility: "public",
+        params: {
+          ops: {
+            type: "array",
+            min: 1,
+            max: PRESENCE_BATCH_MAX,
+            items: {
+              type: "object",
+              strict: "remove",
+              props: {
+                op: { type: "enum", values: ["connect", "disconnect"] },
+                tenantId: identifier,
+                userId: identifier,
+                connectionId: identifier,
+                nodeId: { ...identifier, optional: true },
+                device: deviceSchema
+              }
+            }
+          }
+        },
+        async handler(this: PresenceThis, ctx: Context<{ ops: PresenceOp[] }, CallerMeta>) {
+          // Gateways call it without a principal; anyone holding one stays inside their tenant.
+          const caller = ctx.meta.auth;
+          const foreign = caller ? ctx.params.ops.find(op => op.tenantId !== caller.tenantId) : undefined;
+          if (caller && foreign) {
+            reportTenantViolation(this.broker, this.logger, { tenantId: caller.tenantId, userId: caller.userId, requestedTenantId: foreign.tenantId, action: "presence.applyMany" });
+            throw tenantViolation({ action: "presence.applyMany" });
+          }
+          const missingNode = ctx.params.ops.findIndex(op => op.op === "connect" && op.nodeId === undefined);
+          if (missingNode >= 0) throw invalidRequest("A connect op needs the gateway's nodeId", { index: missingNode });
+          return this.apply(ctx.params.ops);
         }
       },
 
@@ -88,8 +141,8 @@ export function createPresenceService(config: Config): ServiceSchema {
         async handler(this: PresenceThis, ctx: Context<{ tenantId: string; userId: string; status: PresenceStatus; metadata?: Record<string, unknown> }>) {
           const { tenantId, userId, status, metadata } = ctx.params;
           const { changed, presence } = await this.store.setStatus(tenantId, userId, status, metadata, Date.now());
-          this.notify(tenantId, presence, "status", changed);
-          if (changed) await this.publishChanges([{ tenantId, presence }], "status");
+          this.notify([{ tenantId, presence, reason: "status", changed }]);
+          if (changed) await this.publishChanges([{ tenantId, presence }]);
           return presence;
         }
       },
@@ -120,7 +173,7 @@ export function createPresenceService(config: Config): ServiceSchema {
           const { tenantId, userId, connectionId } = ctx.params;
           const unknown = await this.store.heartbeat([{ tenantId, userId, connectionId }], Date.now());
           const presence = await this.store.get(tenantId, userId);
-          this.notify(tenantId, presence, "heartbeat", false);
+          this.notify([{ tenantId, presence, reason: "heartbeat", changed: false }]);
           return { known: unknown.length === 0, presence: presenceEventOf(presence) };
         }
       },
@@ -147,7 +200,7 @@ export function createPresenceService(config: Config): ServiceSchema {
       async "$node.disconnected"(this: PresenceThis, ctx: Context<{ node: { id: string } }>) {
         const nodeId = ctx.params.node.id;
         const changes = await this.store.removeNode(nodeId, Date.now());
-        await this.publishChanges(changes, "node_left");
+        await this.changedBy(changes, "node_left");
         // Presence pushes go to the user's rooms, so memberships are dropped only afterwards.
         await this.broker.call("rooms.removeNode", { nodeId }).catch((err: Error) => {
           this.logger.warn("Could not clean up room memberships of a departed node", { nodeId, error: err.message });
@@ -157,37 +210,78 @@ export function createPresenceService(config: Config): ServiceSchema {
     },
 
     methods: {
-      /** Tells every gateway (each protocol renders it its own way); best effort, like all of class A. */
-      notify(this: PresenceThis, tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean) {
-        this.sendNotice(tenantId, presence, reason, changed).catch((err: Error) => this.logger.warn("Presence notice not sent", { tenantId, error: err.message }));
-      },
-
-      /** The notice carries the user's live devices on every node, for per-device snapshots. */
-      async sendNotice(this: PresenceThis, tenantId: string, presence: Presence, reason: PresenceNotice["reason"], changed: boolean) {
-        const notice: PresenceNotice = { tenantId, presence, reason, changed };
-        if (presence.connections > 0) {
+      /** Applies connects and disconnects in order; tells the gateways, then the users' rooms. */
+      async apply(this: PresenceThis, ops: PresenceOp[]) {
+        const outcomes: Array<BatchOutcome<Presence>> = [];
+        const notices: NoticeOf[] = [];
+        const changes: PresenceChange[] = [];
+        for (const op of ops) {
           try {
-            notice.devices = await this.store.connections(tenantId, presence.userId);
+            const now = Date.now();
+            const { changed, presence } =
+              op.op === "connect"
+                ? await this.store.connect(op.tenantId, op.userId, op.connectionId, op.nodeId as string, now, op.device)
+                : await this.store.disconnect(op.tenantId, op.userId, op.connectionId, now);
+            notices.push({ tenantId: op.tenantId, presence, reason: op.op, changed });
+            if (changed) changes.push({ tenantId: op.tenantId, presence });
+            outcomes.push({ ok: presence });
           } catch (err) {
-            this.logger.warn("Presence devices not read; the notice goes without them", { tenantId, error: (err as Error).message });
+            const { body } = toClientError(err);
+            outcomes.push({ error: { message: body.error, code: body.code } });
           }
-        } else {
-          notice.devices = [];
         }
-        await this.broker.broadcast(PRESENCE_NOTICE_EVENT, notice, "gateway");
+        this.notify(notices);
+        await this.publishChanges(changes);
+        return outcomes;
       },
 
-      async publishChanges(this: PresenceThis, changes: PresenceChange[], reason: PresenceNotice["reason"]) {
-        for (const { tenantId, presence } of changes) {
-          if (reason === "expired" || reason === "node_left") this.notify(tenantId, presence, reason, true);
+      /** Tells every gateway (each protocol renders it its own way); best effort, like all of class A. */
+      notify(this: PresenceThis, events: NoticeOf[]) {
+        if (events.length === 0) return;
+        this.sendNotices(events).catch((err: Error) => this.logger.warn("Presence notices not sent", { count: events.length, error: err.message }));
+      },
+
+      /** Each notice carries the user's live devices on every node, for per-device snapshots. */
+      async sendNotices(this: PresenceThis, events: NoticeOf[]) {
+        const notices: PresenceNotice[] = [];
+        for (const event of events) {
+          const notice: PresenceNotice = { ...event, devices: [] };
+          if (event.presence.connections > 0) {
+            try {
+              notice.devices = await this.store.connections(event.tenantId, event.presence.userId);
+            } catch (err) {
+              delete notice.devices;
+              this.logger.warn("Presence devices not read; the notice goes without them", { tenantId: event.tenantId, error: (err as Error).message });
+            }
+          }
+          notices.push(notice);
+        }
+        await this.broker.broadcast(PRESENCE_NOTICE_EVENT, { notices } satisfies PresenceNotices, "gateway");
+      },
+
+      /** Pushes each change as a `presence` event to the rooms of the user (one rooms request per tenant). */
+      /** Changes the gateways did not report (expiry, a node gone): they are told, then the rooms. */
+      async changedBy(this: PresenceThis, changes: PresenceChange[], reason: "expired" | "node_left") {
+        this.notify(changes.map(({ tenantId, presence }) => ({ tenantId, presence, reason, changed: true })));
+        await this.publishChanges(changes);
+      },
+
+      async publishChanges(this: PresenceThis, changes: PresenceChange[]) {
+        for (const [tenantId, presences] of groupByTenant(changes)) {
           try {
-            const roomIds = await this.broker.call<string[], { tenantId: string; userId: string }>("rooms.ofUser", { tenantId, userId: presence.userId });
-            if (roomIds.length === 0) continue;
-            const delivery: Delivery = { tenantId, target: { roomIds }, event: PRESENCE_EVENT, payload: presenceEventOf(presence), volatile: true };
-            await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
+            for (let start = 0; start < presences.length; start += PRESENCE_BATCH_MAX) {
+              const chunk = presences.slice(start, start + PRESENCE_BATCH_MAX);
+              const rooms = await this.broker.call<Record<string, string[]>, { tenantId: string; userIds: string[] }>("rooms.ofUsers", { tenantId, userIds: chunk.map(p => p.userId) });
+              for (const presence of chunk) {
+                const roomIds = rooms[presence.userId] ?? [];
+                if (roomIds.length === 0) continue;
+                const delivery: Delivery = { tenantId, target: { roomIds }, event: PRESENCE_EVENT, payload: presenceEventOf(presence), volatile: true };
+                await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");
+              }
+            }
           } catch (err) {
             // Class A: a lost presence push degrades the experience, never correctness.
-            this.logger.warn("Presence change not pushed", { tenantId, userId: presence.userId, error: (err as Error).message });
+            this.logger.warn("Presence changes not pushed", { tenantId, users: presences.length, error: (err as Error).message });
           }
         }
       }
@@ -203,7 +297,7 @@ export function createPresenceService(config: Config): ServiceSchema {
         const now = Date.now();
         this.store
           .expire(now - ttlMs, now)
-          .then(changes => this.publishChanges(changes, "expired"))
+          .then(changes => this.changedBy(changes, "expired"))
           .catch((err: Error) => this.logger.warn("Presence sweep failed", { error: err.message }));
       }, Math.max(500, ttlMs / 2));
       this.sweeper.unref();

@@ -1,7 +1,7 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
-import type { AppendOutcome } from "../lib/append-batcher";
+import { resultOf, type AppendOutcome } from "../lib/append-batcher";
 import { invalidRequest, notFound, rateLimited, tenantViolation } from "../lib/errors";
 import { InteractionClass } from "../lib/interaction-classes";
 import { PUSH_EVENT, type PushNotice } from "../lib/push";
@@ -203,7 +203,7 @@ export function createReconciliationService(config: Config): ServiceSchema {
           } catch (err) {
             outcomes = [{ error: { message: (err as Error).message } }];
           }
-          for (const outcome of outcomes) {
+          for (const [i, outcome] of outcomes.entries()) {
             if ("error" in outcome) {
               this.logger.warn("Applied operations not published to the stream; clients catch up by reconcile", {
                 tenantId,
@@ -214,8 +214,9 @@ export function createReconciliationService(config: Config): ServiceSchema {
               return published;
             }
             published += 1;
-            if (outcome.duplicate) continue;
-            await this.broker.broadcast(PUSH_EVENT, { stored: outcome.event } satisfies PushNotice, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
+            const appended = resultOf(events[i], outcome.ok);
+            if (appended.duplicate) continue;
+            await this.broker.broadcast(PUSH_EVENT, { stored: appended.event } satisfies PushNotice, "gateway").catch((err: Error) => this.logger.warn("Realtime push failed", { tenantId, error: err.message }));
           }
         }
         return published;

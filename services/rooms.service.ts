@@ -211,6 +211,18 @@ export function createRoomsService(config: Config): ServiceSchema {
         }
       },
 
+      /** Rooms of several users of one tenant (presence pushes of a batch of changes). */
+      ofUsers: {
+        visibility: "public",
+        params: { tenantId: identifier, userIds: { type: "array", items: identifier, min: 1, max: 1000 } },
+        async handler(this: RoomsThis, ctx: Context<{ tenantId: string; userIds: string[] }>) {
+          const { tenantId, userIds } = ctx.params;
+          const unique = [...new Set(userIds)];
+          const rooms = await Promise.all(unique.map(userId => this.store.roomsOfUser(tenantId, userId)));
+          return Object.fromEntries(unique.map((userId, i) => [userId, rooms[i]]));
+        }
+      },
+
       ofConnection: {
         visibility: "public",
         params: { tenantId: identifier, connectionId: identifier },

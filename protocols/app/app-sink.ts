@@ -108,8 +108,10 @@ export function appSink(nsp: () => Namespace): PushSink {
 
     presence(notice: PresenceNotice) {
       const { tenantId, presence } = notice;
-      const own = userChannel(tenantId, presence.userId);
       const namespace = nsp();
+      // Every `/ws/app` socket is in its tenant's room: none there, nobody to render a snapshot for.
+      if (!namespace.adapter.rooms.has(tenantChannel(tenantId))) return;
+      const own = userChannel(tenantId, presence.userId);
       // Each socket once: the user's own devices get their view, the rest of the tenant the other.
       namespace.to(own).emit(APP_OUT.presence, presenceSnapshotOf(notice, true));
       namespace.to(tenantChannel(tenantId)).except(own).emit(APP_OUT.presence, presenceSnapshotOf(notice, false));

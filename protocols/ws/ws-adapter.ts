@@ -204,12 +204,13 @@ export class RawWsAdapter {
   private pushPresence(notice: PresenceNotice) {
     if (!notice.changed) return;
     const { tenantId, presence } = notice;
-    const payload = presencePayloadOf(presence);
     const specific = presenceChannel(presence.userId);
     const sent = new Set<WsConnection>();
+    let payload: ReturnType<typeof presencePayloadOf> | undefined;
     for (const channel of [specific, PRESENCE]) {
       const subscribers = this.byChannel.get(channelKey(tenantId, channel));
       if (!subscribers || subscribers.size === 0) continue;
+      payload ??= presencePayloadOf(presence);
       const data = JSON.stringify(envelope("presence", payload, { channel }));
       for (const conn of subscribers) {
         if (sent.has(conn)) continue;
@@ -422,9 +423,7 @@ export class RawWsAdapter {
     removeFrom(this.byUser, userChannel(state.tenantId, state.userId), conn);
     for (const channel of [...conn.channels]) this.unindexChannel(conn, channel);
     this.releaseSlot({ tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId });
-    await this.host.broker
-      .call("presence.disconnect", { tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId }, CALL)
-      .catch((err: Error) => this.host.logger.warn("Presence disconnect failed", { connectionId: state.connectionId, error: err.message }));
+    await this.host.unregisterConnection(state);
   }
 
   private async acquireSlot(slot: SlotRef) {

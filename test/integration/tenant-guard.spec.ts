@@ -29,6 +29,7 @@ const NOT_TENANT_SCOPED: Record<string, string> = {
   "audit.tenants": "operators (REPL/CLI): the tenants that have an audit chain; refuses every caller with a principal but a super-admin",
   "audit.purge": "operators: the retention purge across tenants (also daily); refuses every caller with a principal",
   "audit.stats": "health figures of the audit backend (status, backend name, retention), no records",
+  "presence.applyMany": "gateway → presence, cluster-internal (visibility public): one batch of the gateway's connects and disconnects of several tenants, each op carrying its own tenantId; a caller with a principal may only send its own tenant's",
   "eventbus.appendMany": "gateway → eventbus, cluster-internal (visibility public): one batch of class B/C messages of several tenants, each event carrying its own tenantId; a caller with a principal may only append its own tenant's"
 };
 

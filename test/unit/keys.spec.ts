@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { connectionChannel, conversationChannel, globalKey, roomChannel, tenantChannel, tenantKey, userChannel } from "../../lib/keys";
 
 describe("tenantKey", () => {
@@ -5,6 +6,22 @@ describe("tenantKey", () => {
     expect(tenantKey("t1", "room", "r1")).toBe("t:t1:room:r1");
     expect(tenantKey("t1", "presence", "u1", "conns")).toBe("t:t1:presence:u1:conns");
     expect(tenantKey("t1", "all")).toBe("t:t1:all");
+  });
+
+  it("percent-encodes every part exactly as encodeURIComponent does, whatever the characters", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary" }), fc.array(fc.string({ unit: "grapheme" }), { maxLength: 3 }), (tenantId, parts) => {
+        let wellFormed = true;
+        try {
+          [tenantId, ...parts].forEach(p => encodeURIComponent(p));
+        } catch {
+          wellFormed = false; // lone surrogates: encodeURIComponent throws, and so does the key
+        }
+        fc.pre(wellFormed);
+        expect(tenantKey(tenantId, "room", ...parts)).toBe(["t", encodeURIComponent(tenantId), "room", ...parts.map(encodeURIComponent)].join(":"));
+      }),
+      { numRuns: 2000 }
+    );
   });
 
   it("encodes the separator inside identifiers so they cannot collide", () => {

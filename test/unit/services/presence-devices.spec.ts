@@ -1,20 +1,28 @@
 import type { Context, ServiceBroker } from "moleculer";
-import type { PresenceNotice } from "../../../lib/push";
+import type { PresenceNotice, PresenceNotices } from "../../../lib/push";
 import { createPresenceService } from "../../../services/presence.service";
 import { createRoomsService } from "../../../services/rooms.service";
-import { eventually, newBroker, rejectionOf, stopAll, testConfig } from "./support";
+import { asClient, eventually, newBroker, rejectionOf, stopAll, testConfig } from "./support";
 
 /** The presence service tells gateways about every change with the user's live devices (seed 003 snapshots). */
 describe("presence notices with devices", () => {
   let broker: ServiceBroker;
   let notices: PresenceNotice[];
+  let broadcasts: number;
 
   beforeEach(async () => {
     notices = [];
+    broadcasts = 0;
     broker = newBroker();
     broker.createService(createPresenceService(testConfig()));
     broker.createService(createRoomsService(testConfig()));
-    broker.createService({ name: "gateway", events: { "gateway.presence": (ctx: Context<PresenceNotice>) => void notices.push(ctx.params) } });
+    broker.createService({ name: "gateway", events: {
+        "gateway.presence": (ctx: Context<PresenceNotices>) => {
+          broadcasts += 1;
+          notices.push(...ctx.params.notices);
+        }
+      }
+    });
     await broker.start();
   });
   afterEach(() => stopAll([broker]));
@@ -45,6 +53,43 @@ describe("presence notices with devices", () => {
       [false, ["c2"]],
       [true, []]
     ]);
+  });
+
+  it("applies a gateway's batch of connects and disconnects in order, answers per op, and tells the gateways once", async () => {
+    const outcomes = await broker.call<Array<{ ok?: { status: string; connections: number }; error?: unknown }>, object>("presence.applyMany", {
+      ops: [
+        { op: "connect", tenantId: "t1", userId: "u1", connectionId: "c1", nodeId: "gw-1", device: { userAgent: "Desk" } },
+        { op: "connect", tenantId: "t2", userId: "u1", connectionId: "c9", nodeId: "gw-1" },
+        { op: "disconnect", tenantId: "t1", userId: "u1", connectionId: "c1" },
+        { op: "connect", tenantId: "t1", userId: "u1", connectionId: "c2", nodeId: "gw-1" }
+      ]
+    });
+    expect(outcomes.map(o => [o.ok?.status, o.ok?.connections])).toEqual([
+      ["online", 1],
+      ["online", 1],
+      ["offline", 0],
+      ["online", 1]
+    ]);
+    await eventually(() => notices.length === 4, 2000, "four notices");
+    expect(broadcasts).toBe(1);
+    expect(notices.map(n => [n.tenantId, n.reason, n.changed, n.devices?.map(d => d.connectionId)])).toEqual([
+      ["t1", "connect", true, ["c2"]],
+      ["t2", "connect", true, ["c9"]],
+      ["t1", "disconnect", true, []],
+      ["t1", "connect", true, ["c2"]]
+    ]);
+    expect(await broker.call("presence.get", { tenantId: "t1", userId: "u1" })).toMatchObject({ status: "online" });
+  });
+
+  it("keeps a caller with a principal inside its tenant", async () => {
+    const ops = [{ op: "connect", tenantId: "t2", userId: "u1", connectionId: "c1", nodeId: "gw-1" }];
+    expect((await rejectionOf(broker.call("presence.applyMany", { ops }, asClient("t1")))).type).toBe("TENANT_VIOLATION");
+    expect(await broker.call("presence.get", { tenantId: "t2", userId: "u1" })).toMatchObject({ status: "offline" });
+  });
+
+  it("refuses a connect op without the gateway's node", async () => {
+    const error = await rejectionOf(broker.call("presence.applyMany", { ops: [{ op: "connect", tenantId: "t1", userId: "u1", connectionId: "c1" }] }));
+    expect(error.type).toBe("INVALID_REQUEST");
   });
 
   it("refuses malformed device info", async () => {
