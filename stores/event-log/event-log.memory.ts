@@ -1,9 +1,10 @@
 import { randomBytes } from "node:crypto";
+import { Deque } from "../../lib/deque";
 import { formatPosition, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
 
 interface TenantLog {
-  /** Retained events, oldest first; `events[0]` has offset `firstOffset`. */
-  events: Array<{ event: StoredEvent; at: number }>;
+  /** Retained events, oldest first; `events.at(0)` has offset `firstOffset`. */
+  events: Deque<{ event: StoredEvent; at: number }>;
   firstOffset: number;
   nextOffset: number;
   /** eventId → position and when it was appended, for idempotency within retention. */
@@ -26,7 +27,7 @@ export class MemoryEventLog implements EventLog {
     this.trimLog(log, now);
     const known = log.ids.get(event.eventId);
     if (known) {
-      const existing = log.events[this.indexOf(log, known.position)]?.event;
+      const existing = log.events.at(this.indexOf(log, known.position))?.event;
       return { event: existing ?? { ...event, position: known.position }, duplicate: true };
     }
     const position = formatPosition(this.epoch, String(log.nextOffset));
@@ -67,7 +68,7 @@ export class MemoryEventLog implements EventLog {
 
   async head(tenantId: string) {
     const log = this.tenants.get(tenantId);
-    return log && log.events.length > 0 ? log.events[log.events.length - 1].event.position : null;
+    return log && log.events.length > 0 ? (log.events.at(log.events.length - 1)?.event.position ?? null) : null;
   }
 
   async trim(tenantId: string, now: number) {
@@ -82,7 +83,7 @@ export class MemoryEventLog implements EventLog {
   private trimLog(log: TenantLog, now: number): number {
     const cutoff = now - this.limits.retentionMs;
     let dropped = 0;
-    while (log.events.length > 0 && log.events[0].at < cutoff) {
+    while (log.events.length > 0 && (log.events.at(0)?.at ?? cutoff) < cutoff) {
       this.dropOldest(log);
       dropped += 1;
     }
@@ -106,7 +107,7 @@ export class MemoryEventLog implements EventLog {
   private log(tenantId: string): TenantLog {
     let log = this.tenants.get(tenantId);
     if (!log) {
-      log = { events: [], firstOffset: 0, nextOffset: 0, ids: new Map() };
+      log = { events: new Deque(), firstOffset: 0, nextOffset: 0, ids: new Map() };
       this.tenants.set(tenantId, log);
     }
     return log;
