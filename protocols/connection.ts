@@ -64,7 +64,8 @@ export interface GatewayHost {
    * Sends an event to the target's sockets on every gateway node. With `confirm`, resolves only once
    * the transporter holds the broadcast (use it before acknowledging a logged event).
    */
-  deliver(delivery: Delivery, options?: { confirm?: boolean }): Promise<void>;
+  /** Emits to this node's sockets at once; the promise (only with other nodes) settles when the remote share is sent. */
+  deliver(delivery: Delivery, options?: { confirm?: boolean }): Promise<void> | undefined;
   /** Counts one event of the connection against its per-minute limit. */
   consumeQuota(state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult>;
   /** Calls a service action on behalf of the connection's user (tenant-checked by the callee). */

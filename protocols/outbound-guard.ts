@@ -63,12 +63,17 @@ function sizeOf(data: unknown): number {
   return 0;
 }
 
+/** Bytes of the write in progress on the transport (the `ws` socket's buffer). */
+function inFlightBytes(conn: EngineConnection): number {
+  const inFlight = conn.transport.socket?.bufferedAmount ?? 0;
+  return typeof inFlight === "number" ? inFlight : 0;
+}
+
 /** What waits on a connection right now: queued packets, and their bytes plus the write in progress. */
 export function outboundBacklog(conn: EngineConnection): OutboundBacklog {
   const state = guards.get(conn);
   const queuedBytes = state ? state.queuedBytes : conn.writeBuffer.reduce((sum, p) => sum + sizeOf(p.data), 0);
-  const inFlight = conn.transport.socket?.bufferedAmount ?? 0;
-  return { messages: conn.writeBuffer.length, bytes: queuedBytes + (typeof inFlight === "number" ? inFlight : 0) };
+  return { messages: conn.writeBuffer.length, bytes: queuedBytes + inFlightBytes(conn) };
 }
 
 /**
@@ -80,19 +85,17 @@ export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, on
   const state: GuardState = { queuedBytes: 0, tripped: false };
   guards.set(conn, state);
   conn.on("packetCreate", (packet: { data?: unknown }) => {
-    const size = sizeOf(packet.data);
-    state.queuedBytes += size;
-    if (state.tripped) return;
+    // Runs for every packet of every connection: the common case (an idle, writable transport,
+    // which sends the packet at once and flushes the count) returns before anything else.
+    if (state.tripped || (conn.writeBuffer.length === 0 && conn.transport.writable)) return;
+    state.queuedBytes += sizeOf(packet.data);
     // `packetCreate` fires before the packet is queued; count it in.
-    const inFlight = conn.transport.socket?.bufferedAmount ?? 0;
-    const backlog = { messages: conn.writeBuffer.length + 1, bytes: state.queuedBytes + (typeof inFlight === "number" ? inFlight : 0) };
-    // An idle, writable transport sends the packet at once: only a waiting queue counts.
-    if (conn.writeBuffer.length === 0 && conn.transport.writable) return;
-    if (backlog.messages > limits.maxMessages || backlog.bytes > limits.maxBytes) {
-      state.tripped = true;
-      // After the current emit has queued its packet, so that the drop includes it.
-      queueMicrotask(() => onOverflow(backlog));
-    }
+    const messages = conn.writeBuffer.length + 1;
+    if (messages <= limits.maxMessages && state.queuedBytes <= limits.maxBytes && state.queuedBytes + inFlightBytes(conn) <= limits.maxBytes) return;
+    const backlog = { messages, bytes: state.queuedBytes + inFlightBytes(conn) };
+    state.tripped = true;
+    // After the current emit has queued its packet, so that the drop includes it.
+    queueMicrotask(() => onOverflow(backlog));
   });
   conn.on("flush", () => {
     state.queuedBytes = 0;

@@ -69,6 +69,7 @@ interface GatewayThis extends Service, GatewayHost {
   eventLog?: EventLog;
   heartbeatTimer?: NodeJS.Timeout;
   /** Appends to a remote event bus, one request per event-loop turn (lib/append-batcher.ts). */
+  deliverRemote(delivery: Delivery, options?: { confirm?: boolean }): Promise<void>;
   appendBatcher: AppendBatcher;
   /** Connects and disconnects of this node's connections, sent to presence in order, a batch per turn. */
   presenceOps: TurnBatcher<PresenceOp, Presence>;
@@ -767,11 +768,16 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       },
 
-      async deliver(this: GatewayThis, delivery: Delivery, options?: { confirm?: boolean }) {
+      deliver(this: GatewayThis, delivery: Delivery, options?: { confirm?: boolean }) {
         // This node's sockets directly; other gateways through one event packet each. A Moleculer
         // broadcast would also route the local share through a context and dispatch per message.
         if (!((this.draining || this.suspended) && isLogged(delivery))) emitLocally(this.io.of(delivery.namespace ?? "/"), delivery);
-        if (!this.broker.transit) return;
+        // One node: done, without a promise per message.
+        if (!this.broker.transit) return undefined;
+        return this.deliverRemote(delivery, options);
+      },
+
+      async deliverRemote(this: GatewayThis, delivery: Delivery, options?: { confirm?: boolean }) {
         const remoteGateways = await broadcastToRemote(this.broker, DELIVERY_EVENT, delivery, "gateway");
         if (options?.confirm && remoteGateways > 0) {
           // A logged event is acknowledged only once the transporter holds its broadcast: a node

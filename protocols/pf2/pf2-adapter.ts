@@ -56,20 +56,27 @@ export interface Pf2Message {
 export function pf2EventOf(stored: StoredEvent): [string, unknown] {
   if (!stored.message) return ["event", stored];
   const audience = stored.audience;
+  // Built field by field (no conditional spreads): this runs for every logged chat message.
   const message: Pf2Message = {
     messageId: stored.eventId,
     type: stored.eventType,
     interactionClass: stored.message.interactionClass as InteractionClass,
     tenantId: stored.tenantId,
     senderId: stored.message.senderId,
-    ...(audience && "userId" in audience ? { recipientId: audience.userId } : {}),
-    ...(audience && "roomId" in audience ? { roomId: audience.roomId } : {}),
     payload: stored.payload,
     timestamp: stored.timestamp,
-    ...(Object.keys(stored.metadata).length > 0 ? { metadata: stored.metadata } : {}),
     position: stored.position
   };
+  if (audience && "userId" in audience) message.recipientId = audience.userId;
+  else if (audience && "roomId" in audience) message.roomId = audience.roomId;
+  if (hasOwnKeys(stored.metadata)) message.metadata = stored.metadata;
   return ["message", message];
+}
+
+/** Whether an object has any own enumerable key, without building the list of them. */
+function hasOwnKeys(value: object): boolean {
+  for (const key in value) if (Object.prototype.hasOwnProperty.call(value, key)) return true;
+  return false;
 }
 
 /** The `connected` event, sent once the connection is registered. */
@@ -85,13 +92,16 @@ export function connectedEvent(state: ConnectionState) {
 /** Parses an inbound event body: a plain object, within the size limit, matching its schema. */
 function parse<T>(host: GatewayHost, event: string, data: unknown, check: Parameters<typeof validate>[0]): T {
   if (!isPlainObject(data)) throw invalidRequest(`'${event}' expects an object`, { event });
-  let size: number;
+  let json: string;
   try {
-    size = Buffer.byteLength(JSON.stringify(data));
+    json = JSON.stringify(data);
   } catch {
     throw invalidRequest(`'${event}' is not serialisable`, { event });
   }
-  if (size > host.config.wsMaxPayloadBytes) {
+  // A UTF-16 code unit is 1 to 3 UTF-8 bytes: count the bytes only when that decides it.
+  const limit = host.config.wsMaxPayloadBytes;
+  const size = json.length * 3 <= limit ? json.length : Buffer.byteLength(json);
+  if (size > limit) {
     throw invalidRequest(`'${event}' is larger than ${host.config.wsMaxPayloadBytes} bytes`, { event, size, limit: host.config.wsMaxPayloadBytes });
   }
   const issues = validate(check, data);
@@ -155,7 +165,8 @@ const onMessage: Handler = async (socket, data, ack) => {
     // A retried message is delivered again: the first attempt may have failed between the append
     // and the delivery. Recipients drop what they already have by messageId.
     const [name, payload] = pf2EventOf(stored);
-    await host.deliver({ tenantId: state.tenantId, target, event: name, payload }, { confirm: true });
+    const remote = host.deliver({ tenantId: state.tenantId, target, event: name, payload }, { confirm: true });
+    if (remote) await remote;
     const answer = { messageId: stored.eventId, position: stored.position };
     socket.emit(PF2_EVENTS.messageAck, answer);
     ack?.(answer);
@@ -172,7 +183,8 @@ const onMessage: Handler = async (socket, data, ack) => {
     timestamp: new Date().toISOString(),
     ...(input.metadata !== undefined ? { metadata: input.metadata } : {})
   };
-  await host.deliver({ tenantId: state.tenantId, target, event: PF2_EVENTS.message, payload: message, volatile: policy.volatile });
+  const remote = host.deliver({ tenantId: state.tenantId, target, event: PF2_EVENTS.message, payload: message, volatile: policy.volatile });
+  if (remote) await remote;
   const answer = { messageId: message.messageId };
   socket.emit(PF2_EVENTS.messageAck, answer);
   ack?.(answer);
