@@ -115,8 +115,8 @@ async function startTarget(config: BenchConfig, id: TargetId): Promise<RunningTa
     case "baseline":
       return startBaseline(config, 1);
     case "product-alt":
-      if (!ALT_DIST) throw new Error("product-alt needs BENCH_ALT_DIST (a build directory inside the repository)");
-      return startProductSingle(config, ALT_DIST, "product-alt");
+      if (!ALT_DIST && Object.keys(config.altEnv).length === 0) throw new Error("product-alt needs BENCH_ALT_DIST (a build directory inside the repository) or BENCH_ALT_ENV");
+      return startProductSingle(config, ALT_DIST, "product-alt", config.altEnv);
   }
 }
 

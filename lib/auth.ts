@@ -98,10 +98,18 @@ export function createTokenVerifier(config: TokenSettings): TokenVerifier {
   };
 }
 
+/** The JOSE header only (jwt.decode would also parse the payload, which jwt.verify parses again). */
 function decodeHeader(token: string): { alg?: unknown } {
-  const decoded = jwt.decode(token, { complete: true });
-  if (!decoded || typeof decoded !== "object" || !decoded.header) throw authFailed("Malformed token");
-  return decoded.header;
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0].length === 0) throw authFailed("Malformed token");
+  let header: unknown;
+  try {
+    header = JSON.parse(Buffer.from(parts[0], "base64url").toString("utf8"));
+  } catch {
+    throw authFailed("Malformed token");
+  }
+  if (typeof header !== "object" || header === null || Array.isArray(header)) throw authFailed("Malformed token");
+  return header as { alg?: unknown };
 }
 
 function refusal(err: unknown): RealtimeError {

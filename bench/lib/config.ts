@@ -40,6 +40,8 @@ export interface BenchConfig {
   secret: string;
   /** Extra environment of every product process (BENCH_PRODUCT_ENV="REDIS_URL=redis://127.0.0.1:6379,LOG_FORMAT=text"). */
   productEnv: Record<string, string>;
+  /** Extra environment of the `product-alt` target only, after BENCH_PRODUCT_ENV (A/B runs of a setting: BENCH_ALT_ENV="NODE_OPTIONS=--max-semi-space-size=64"). */
+  altEnv: Record<string, string>;
   /** `interactionClass` the bench clients send (undefined: the product's default). */
   messageClass: string | undefined;
   /** Source addresses 127.0.0.2 .. 127.0.0.(1+n) the clients bind to, round-robin. */
@@ -82,17 +84,8 @@ export function loadBenchConfig(): BenchConfig {
     natsGateways: int("BENCH_NATS_GATEWAYS", 1, 1),
     secret: "bench-secret-pf2-0123456789abcdef",
     messageClass,
-    productEnv: Object.fromEntries(
-      (process.env.BENCH_PRODUCT_ENV ?? "")
-        .split(",")
-        .map(kv => kv.trim())
-        .filter(Boolean)
-        .map(kv => {
-          const at = kv.indexOf("=");
-          if (at <= 0) throw new Error(`BENCH_PRODUCT_ENV: expected NAME=value, got "${kv}"`);
-          return [kv.slice(0, at), kv.slice(at + 1)];
-        })
-    ),
+    productEnv: envList("BENCH_PRODUCT_ENV"),
+    altEnv: envList("BENCH_ALT_ENV"),
     sourceAddresses: Array.from({ length: Math.min(sources, 250) }, (_, i) => `127.0.0.${i + 2}`),
     socketsPerWorker: int("BENCH_SOCKETS_PER_WORKER", 6000, 100),
     connections: int("BENCH_CONNECTIONS", 2000, 1),
@@ -117,4 +110,19 @@ export function loadBenchConfig(): BenchConfig {
     writeDocs: process.env.BENCH_DOCS === "1",
     maxMinutes: int("BENCH_MAX_MINUTES", 15, 1)
   };
+}
+
+/** `NAME=value,NAME=value` from an environment variable. */
+function envList(name: string): Record<string, string> {
+  return Object.fromEntries(
+    (process.env[name] ?? "")
+      .split(",")
+      .map(kv => kv.trim())
+      .filter(Boolean)
+      .map(kv => {
+        const at = kv.indexOf("=");
+        if (at <= 0) throw new Error(`${name}: expected NAME=value, got "${kv}"`);
+        return [kv.slice(0, at), kv.slice(at + 1)];
+      })
+  );
 }

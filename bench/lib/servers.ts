@@ -175,11 +175,11 @@ function target(gateways: ServerProcess[], others: ServerProcess[]): RunningTarg
 }
 
 /** The product in one process: SERVICES unset (all services), no transporter, in-memory stores. */
-export async function startProductSingle(config: BenchConfig, dist = DIST, name = "product"): Promise<RunningTarget> {
+export async function startProductSingle(config: BenchConfig, dist = DIST, name = "product", extraEnv: Record<string, string> = {}): Promise<RunningTarget> {
   const configFile = path.join(dist, "moleculer.config.js");
   if (!existsSync(configFile)) throw new Error(`${configFile} is missing: run \`npm run build\` first (npm run bench does)`);
   const port = await freePort();
-  const proc = start(name, [RUNNER, "--config", configFile], productEnv(config, port, { NODEID: `bench-${name}-${process.pid}` }), config);
+  const proc = start(name, [RUNNER, "--config", configFile], productEnv(config, port, { ...extraEnv, NODEID: `bench-${name}-${process.pid}` }), config);
   proc.url = `http://127.0.0.1:${port}`;
   try {
     await waitHealthy(proc, proc.url);
