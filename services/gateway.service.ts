@@ -74,8 +74,10 @@ interface GatewayThis extends Service, GatewayHost {
   /** Connects and disconnects of this node's connections, sent to presence in order, a batch per turn. */
   presenceOps: TurnBatcher<PresenceOp, Presence>;
   /** The event bus service of this process, if it runs one (null once looked up and absent). */
-  localBus?: LocalEventBus | null;
-  localEventBus(): LocalEventBus | undefined;
+  /** Services of this process the gateway calls as functions (null: not on this node). */
+  locals: Map<string, unknown>;
+  localService<T>(name: string): T | undefined;
+  applyPresence(ops: PresenceOp[]): Promise<Array<BatchOutcome<Presence>>>;
   /** The protocol adapters rendering logged events, presence and membership changes (lib/push.ts). */
   pushSinks: PushSink[];
   eachSink(call: (sink: PushSink) => void): void;
@@ -130,6 +132,11 @@ interface GatewayThis extends Service, GatewayHost {
 /** The part of a co-located event bus service the gateway calls directly. */
 interface LocalEventBus {
   store(tenantId: string, event: BusEvent): Promise<{ event: StoredEvent; duplicate: boolean }>;
+}
+
+/** The part of a co-located presence service the gateway calls directly. */
+interface LocalPresence {
+  apply(ops: PresenceOp[]): Promise<Array<BatchOutcome<Presence>>>;
 }
 
 const MINUTE_MS = 60_000;
@@ -681,14 +688,22 @@ export function createGatewayService(config: Config): ServiceSchema {
         // No request per message on this path: the log in Redis is written directly; an event bus
         // of this process is called as a function; a remote one gets one request per batch.
         if (this.eventLog) return this.eventLog.append(event.tenantId, event, Date.now());
-        const local = this.localEventBus();
+        const local = this.localService<LocalEventBus>("eventbus");
         if (local) return local.store(event.tenantId, event);
         return this.appendBatcher.append(event);
       },
 
-      localEventBus(this: GatewayThis) {
-        if (this.localBus === undefined) this.localBus = (this.broker.getLocalService("eventbus") as unknown as LocalEventBus | undefined) ?? null;
-        return this.localBus ?? undefined;
+      localService<T>(this: GatewayThis, name: string): T | undefined {
+        // Looked up on first use, once every service of the node has started.
+        if (!this.locals.has(name)) this.locals.set(name, this.broker.getLocalService(name) ?? null);
+        return (this.locals.get(name) as T | null) ?? undefined;
+      },
+
+      applyPresence(this: GatewayThis, ops: PresenceOp[]) {
+        // Built by this gateway, so already valid: a presence service of this process is called as a function.
+        const local = this.localService<LocalPresence>("presence");
+        if (local) return local.apply(ops);
+        return this.broker.call<Array<BatchOutcome<Presence>>, { ops: PresenceOp[] }>("presence.applyMany", { ops }, { timeout: 5000, retries: 0 });
       },
 
       async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
@@ -958,8 +973,9 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.rawWs = new RawWsAdapter(this);
       this.rawPolling = new Seed002Polling(this);
       this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app()), this.rawWs.sink()];
+      this.locals = new Map();
       this.presenceOps = new TurnBatcher<PresenceOp, Presence>(
-        ops => this.broker.call<Array<BatchOutcome<Presence>>, { ops: PresenceOp[] }>("presence.applyMany", { ops }, { timeout: 5000, retries: 0 }),
+        ops => this.applyPresence(ops),
         { maxBatch: PRESENCE_BATCH_MAX, maxInFlight: 1 }
       );
       this.appendBatcher = new AppendBatcher(events =>
