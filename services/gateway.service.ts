@@ -72,12 +72,12 @@ interface GatewayThis extends Service, GatewayHost {
   deliverRemote(delivery: Delivery, options?: { confirm?: boolean }): Promise<void>;
   appendBatcher: AppendBatcher;
   /** Connects and disconnects of this node's connections, sent to presence in order, a batch per turn. */
-  presenceOps: TurnBatcher<PresenceOp, Presence>;
+  presenceOps: TurnBatcher<PresenceOp, unknown>;
   /** The event bus service of this process, if it runs one (null once looked up and absent). */
   /** Services of this process the gateway calls as functions (null: not on this node). */
   locals: Map<string, unknown>;
   localService<T>(name: string): T | undefined;
-  applyPresence(ops: PresenceOp[]): Promise<Array<BatchOutcome<Presence>>>;
+  applyPresence(ops: PresenceOp[]): Promise<Array<BatchOutcome<unknown>>>;
   /** The protocol adapters rendering logged events, presence and membership changes (lib/push.ts). */
   pushSinks: PushSink[];
   eachSink(call: (sink: PushSink) => void): void;
@@ -703,7 +703,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         // Built by this gateway, so already valid: a presence service of this process is called as a function.
         const local = this.localService<LocalPresence>("presence");
         if (local) return local.apply(ops);
-        return this.broker.call<Array<BatchOutcome<Presence>>, { ops: PresenceOp[] }>("presence.applyMany", { ops }, { timeout: 5000, retries: 0 });
+        return this.broker.call<Array<BatchOutcome<unknown>>, { ops: PresenceOp[] }>("presence.applyMany", { ops }, { timeout: 5000, retries: 0 });
       },
 
       async tailEvents(this: GatewayThis, tenantId: string, count: number): Promise<StoredEvent[]> {
@@ -974,7 +974,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.rawPolling = new Seed002Polling(this);
       this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app()), this.rawWs.sink()];
       this.locals = new Map();
-      this.presenceOps = new TurnBatcher<PresenceOp, Presence>(
+      this.presenceOps = new TurnBatcher<PresenceOp, unknown>(
         ops => this.applyPresence(ops),
         { maxBatch: PRESENCE_BATCH_MAX, maxInFlight: 1 }
       );

@@ -126,7 +126,8 @@ export function createPresenceService(config: Config): ServiceSchema {
           }
           const missingNode = ctx.params.ops.findIndex(op => op.op === "connect" && op.nodeId === undefined);
           if (missingNode >= 0) throw invalidRequest("A connect op needs the gateway's nodeId", { index: missingNode });
-          return this.apply(ctx.params.ops);
+          // The gateway needs to know only that each op was applied, not the presence it led to.
+          return (await this.apply(ctx.params.ops)).map(outcome => ("ok" in outcome ? { ok: true } : outcome));
         }
       },
 
