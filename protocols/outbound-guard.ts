@@ -16,7 +16,7 @@ import type { Socket } from "socket.io";
  *   place, then the connection closes. Nothing class B/C is lost by that: it is in the log, and
  *   the client resumes from its last position when it reconnects.
  *
- * The engine.io internals used here (`writeBuffer`, the `packetCreate` and `flush` events,
+ * The engine.io internals used here (`writeBuffer`, `sendPacket`,
  * `transport.writable`, the `ws` socket's `bufferedAmount`) are those of engine.io 6.
  */
 
@@ -46,6 +46,7 @@ export interface EngineConnection {
   once(event: string, listener: (...args: any[]) => void): unknown;
   off(event: string, listener: (...args: any[]) => void): unknown;
   close(discard?: boolean): unknown;
+  sendPacket(type: string, data?: unknown, ...rest: unknown[]): unknown;
 }
 
 interface GuardState {
@@ -72,6 +73,7 @@ function inFlightBytes(conn: EngineConnection): number {
 /** What waits on a connection right now: queued packets, and their bytes plus the write in progress. */
 export function outboundBacklog(conn: EngineConnection): OutboundBacklog {
   const state = guards.get(conn);
+  if (conn.writeBuffer.length === 0) return { messages: 0, bytes: inFlightBytes(conn) };
   const queuedBytes = state ? state.queuedBytes : conn.writeBuffer.reduce((sum, p) => sum + sizeOf(p.data), 0);
   return { messages: conn.writeBuffer.length, bytes: queuedBytes + inFlightBytes(conn) };
 }
@@ -84,22 +86,27 @@ export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, on
   if (guards.has(conn)) return;
   const state: GuardState = { queuedBytes: 0, tripped: false };
   guards.set(conn, state);
-  conn.on("packetCreate", (packet: { data?: unknown }) => {
-    // Runs for every packet of every connection: the common case (an idle, writable transport,
-    // which sends the packet at once and flushes the count) returns before anything else.
-    if (state.tripped || (conn.writeBuffer.length === 0 && conn.transport.writable)) return;
-    state.queuedBytes += sizeOf(packet.data);
-    // `packetCreate` fires before the packet is queued; count it in.
-    const messages = conn.writeBuffer.length + 1;
-    if (messages <= limits.maxMessages && state.queuedBytes <= limits.maxBytes && state.queuedBytes + inFlightBytes(conn) <= limits.maxBytes) return;
-    const backlog = { messages, bytes: state.queuedBytes + inFlightBytes(conn) };
-    state.tripped = true;
-    // After the current emit has queued its packet, so that the drop includes it.
-    queueMicrotask(() => onOverflow(backlog));
-  });
-  conn.on("flush", () => {
-    state.queuedBytes = 0;
-  });
+  // Wraps the connection's own sendPacket rather than listening to `packetCreate`: it runs for every
+  // packet of every connection, and a direct call costs less than an event with a listener. The
+  // common case (nothing waiting, transport writable: the packet goes out at once) returns first.
+  const sendPacket = conn.sendPacket;
+  conn.sendPacket = function (this: EngineConnection, type: string, data?: unknown, ...rest: unknown[]) {
+    if (this.writeBuffer.length === 0) {
+      state.queuedBytes = 0;
+      if (this.transport.writable) return sendPacket.call(this, type, data, ...rest);
+    }
+    if (!state.tripped) {
+      state.queuedBytes += sizeOf(data);
+      const messages = this.writeBuffer.length + 1;
+      if (messages > limits.maxMessages || state.queuedBytes + inFlightBytes(this) > limits.maxBytes) {
+        state.tripped = true;
+        const backlog = { messages, bytes: state.queuedBytes + inFlightBytes(this) };
+        // After this packet is queued, so that the drop includes it.
+        queueMicrotask(() => onOverflow(backlog));
+      }
+    }
+    return sendPacket.call(this, type, data, ...rest);
+  };
 }
 
 /**

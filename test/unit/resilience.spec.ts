@@ -13,8 +13,13 @@ class FakeConnection extends EventEmitter implements EngineConnection {
   transport = Object.assign(new EventEmitter(), { writable: true, socket: { bufferedAmount: 0, terminate: jest.fn() } });
   closes: Array<boolean | undefined> = [];
 
-  /** engine.io's sendPacket: packetCreate, queue, flush when writable. */
+  /** engine.io's `write`: through `sendPacket`, which the guard wraps. */
   send(data: string) {
+    this.sendPacket("message", data);
+  }
+
+  /** engine.io's sendPacket: packetCreate, queue, flush when writable. */
+  sendPacket(_type: string, data?: unknown) {
     if (this.readyState !== "open") return;
     this.emit("packetCreate", { data });
     this.writeBuffer.push({ data });
