@@ -14,7 +14,9 @@ export function scheduleTokenExpiry(exp: number | undefined, keep: (timer: NodeJ
       if (exp * 1000 > Date.now()) scheduleTokenExpiry(exp, keep, onExpired);
       else onExpired();
     },
-    Math.max(0, Math.min(exp * 1000 - Date.now(), MAX_TIMER_MS))
+    // Whole seconds (at most 1 s late): Node keeps one timer list per distinct duration, so
+    // connections opened in the same second share one instead of each adding a list of its own.
+    Math.max(0, Math.min(Math.ceil((exp * 1000 - Date.now()) / 1000) * 1000, MAX_TIMER_MS))
   );
   timer.unref();
   keep(timer);

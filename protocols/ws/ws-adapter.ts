@@ -249,8 +249,10 @@ export class RawWsAdapter {
   // ---------------------------------------------------------------- connection set-up
 
   private onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
-    const url = new URL(req.url ?? "/", "http://localhost");
-    if (url.pathname !== this.host.config.wsRawPath) {
+    // Every Socket.IO upgrade passes here too: tell the paths apart without parsing a URL.
+    const raw = req.url ?? "/";
+    const query = raw.indexOf("?");
+    if ((query < 0 ? raw : raw.slice(0, query)) !== this.host.config.wsRawPath) {
       // Socket.IO (engine.io) takes its own path; with its `destroyUpgrade` off, anything else ends here.
       if (!(req.url ?? "").startsWith(`${this.host.config.wsPath.replace(/\/$/, "")}/`)) {
         socket.on("error", () => undefined);
@@ -259,7 +261,7 @@ export class RawWsAdapter {
       return;
     }
     socket.on("error", () => undefined);
-    this.accept(req, socket, head, url).catch(err => {
+    this.accept(req, socket, head, new URL(raw, "http://localhost")).catch(err => {
       this.host.logger.warn("Raw WebSocket upgrade failed", { error: (err as Error).message });
       refuse(socket, 500, { code: WsErrorCode.INTERNAL_ERROR, message: "Internal server error" });
     });
