@@ -20,7 +20,7 @@ export interface ConnectionState {
   /** Rooms this connection joined (its local view; the rooms store holds the cluster's). */
   rooms: Set<string>;
   connectedAt: number;
-  expiryTimer?: NodeJS.Timeout;
+  cancelExpiry?: () => void;
   /** Handshake `auth.lastEventId`: replay the log after this position before going live. */
   resumeFrom?: string;
   /** Handshake `auth.rooms`: rooms to rejoin before the replay, so their missed traffic is included. */

@@ -1,23 +1,65 @@
-/** setTimeout's ceiling; tokens living longer are checked again at the next ceiling. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 /**
  * Calls `onExpired` once a token's `exp` (seconds) has passed: a connection is never more trusted
- * than its token. Each protocol says "expired" its own way in `onExpired`. Every timer it arms
- * (re-armed past setTimeout's ceiling) is handed to `keep`, so the connection can clear the
- * current one when it closes. Timers are unref'd: they never hold the process open.
+ * than its token. Each protocol says "expired" its own way in `onExpired`.
+ *
+ * Connections are kept in buckets by the second their token expires, checked by one timer per
+ * process (unref'd: it never holds the process open), at most a second late. A timer per
+ * connection would cost ~0.4 KiB of heap each and a timer list per distinct delay.
  */
-export function scheduleTokenExpiry(exp: number | undefined, keep: (timer: NodeJS.Timeout) => void, onExpired: () => void): void {
+export function scheduleTokenExpiry(exp: number | undefined, keep: (cancel: () => void) => void, onExpired: () => void): void {
   if (exp === undefined) return;
-  const timer = setTimeout(
-    () => {
-      if (exp * 1000 > Date.now()) scheduleTokenExpiry(exp, keep, onExpired);
-      else onExpired();
-    },
-    // Whole seconds (at most 1 s late): Node keeps one timer list per distinct duration, so
-    // connections opened in the same second share one instead of each adding a list of its own.
-    Math.max(0, Math.min(Math.ceil((exp * 1000 - Date.now()) / 1000) * 1000, MAX_TIMER_MS))
-  );
-  timer.unref();
-  keep(timer);
+  keep(expiries.add(exp, onExpired));
 }
+
+const CHECK_EVERY_MS = 1000;
+
+class ExpiryBuckets {
+  private readonly buckets = new Map<number, Set<() => void>>();
+  private timer: NodeJS.Timeout | undefined;
+
+  /** Returns the function that cancels it (call it when the connection closes). */
+  add(exp: number, onExpired: () => void): () => void {
+    const second = Math.ceil(exp);
+    if (second * 1000 <= Date.now()) {
+      // Already expired: after the caller has kept its cancel function, like a timer of 0.
+      let cancelled = false;
+      setImmediate(() => cancelled || onExpired());
+      return () => (cancelled = true);
+    }
+    let bucket = this.buckets.get(second);
+    if (!bucket) {
+      bucket = new Set();
+      this.buckets.set(second, bucket);
+    }
+    // A wrapper per entry, so the same callback added twice is two entries.
+    const entry = () => onExpired();
+    bucket.add(entry);
+    this.start();
+    return () => {
+      const current = this.buckets.get(second);
+      if (!current?.delete(entry)) return;
+      if (current.size === 0) this.buckets.delete(second);
+    };
+  }
+
+  private start() {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.check(), CHECK_EVERY_MS);
+    this.timer.unref();
+  }
+
+  private check() {
+    const now = Date.now();
+    for (const [second, bucket] of this.buckets) {
+      if (second * 1000 > now) continue;
+      this.buckets.delete(second);
+      for (const onExpired of bucket) onExpired();
+    }
+    if (this.buckets.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+}
+
+const expiries = new ExpiryBuckets();

@@ -14,7 +14,7 @@ import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/
 import { tenantChannel, userChannel } from "../lib/keys";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
 import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
-import { PF2_EVENTS, connectedEvent, pf2Namespace } from "../protocols/pf2/pf2-adapter";
+import { PF2_EVENTS, connectedEvent, dispatchPf2, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
 import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
 import { acquireRedis, pingLatencyMs, releaseRedis, whenReady } from "../stores/redis-connection";
@@ -143,8 +143,6 @@ const MINUTE_MS = 60_000;
 const HEARTBEAT_CHUNK = 5000;
 /** How long the transporter may take to confirm a logged event's broadcast before the sender gets an error. */
 const DELIVERY_CONFIRM_TIMEOUT_MS = 2000;
-/** Client events PF-2 defines; anything else gets INVALID_REQUEST instead of silence. */
-const KNOWN_EVENTS = new Set(["message", "join_room", "leave_room", "presence_update", "ping", "call"]);
 /** Names Socket.IO reserves; an internal push may not use them. */
 const RESERVED_EVENTS = ["connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener"];
 
@@ -600,7 +598,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         if (state.resumeFrom !== undefined) (this.pf2().adapter as unknown as HoldingAdapter).hold(socket.id);
         socket.join([userChannel(state.tenantId, state.userId), tenantChannel(state.tenantId)]);
         socket.onAny((event: string, ...args: unknown[]) => {
-          if (KNOWN_EVENTS.has(event)) return;
+          if (dispatchPf2(socket, event, args)) return;
           const body = { error: `Unknown event '${String(event).slice(0, 64)}'`, code: ErrorCode.INVALID_REQUEST, details: { event: String(event).slice(0, 64) } };
           socket.emit(PF2_EVENTS.error, body);
           const ack = args[args.length - 1];
@@ -745,7 +743,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async onPf2Disconnect(this: GatewayThis, socket: Socket) {
         const state = stateOf(socket);
-        if (state.expiryTimer) clearTimeout(state.expiryTimer);
+        state.cancelExpiry?.();
         const rooms = [...state.rooms];
         state.rooms.clear();
         await Promise.all([
@@ -1079,7 +1077,7 @@ function clusterJoinGraceMs(broker: Service["broker"]): number {
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */
 function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  scheduleTokenExpiry(state.principal.exp, timer => (state.expiryTimer = timer), () => {
+  scheduleTokenExpiry(state.principal.exp, cancel => (state.cancelExpiry = cancel), () => {
     socket.emit(PF2_EVENTS.error, { error: "Token expired", code: ErrorCode.AUTH_FAILED, details: { reason: "expired" } });
     socket.disconnect(true);
   });

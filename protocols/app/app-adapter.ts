@@ -106,7 +106,7 @@ export async function onAppConnection(host: GatewayHost, socket: Socket): Promis
 
 /** Closes the socket when its token expires, telling it `socket_error:token_expired` first. */
 function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  scheduleTokenExpiry(state.principal.exp, timer => (state.expiryTimer = timer), () => {
+  scheduleTokenExpiry(state.principal.exp, cancel => (state.cancelExpiry = cancel), () => {
     socket.emit(APP_OUT.error, { code: APP_ERROR.tokenExpired, message: "Token expired" } satisfies AppError);
     socket.disconnect(true);
   });

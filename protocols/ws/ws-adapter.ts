@@ -71,7 +71,7 @@ class WsConnection {
   overflowed = false;
   lastSeen = Date.now();
   closed = false;
-  expiryTimer?: NodeJS.Timeout;
+  cancelExpiry?: () => void;
   /** Client frames are handled one at a time, in order. */
   queue: Promise<void> = Promise.resolve();
   queued = 0;
@@ -400,7 +400,7 @@ export class RawWsAdapter {
   }
 
   private scheduleExpiry(conn: WsConnection) {
-    scheduleTokenExpiry(conn.state.principal.exp, timer => (conn.expiryTimer = timer), () => {
+    scheduleTokenExpiry(conn.state.principal.exp, cancel => (conn.cancelExpiry = cancel), () => {
       this.sendNow(conn, errorFrame({ code: WsErrorCode.TOKEN_EXPIRED, message: "Token expired; reconnect with a fresh token" }));
       this.disconnect(conn, CLOSE.policy, "token_expired");
     });
@@ -420,7 +420,7 @@ export class RawWsAdapter {
     if (conn.closed) return;
     conn.closed = true;
     const { state } = conn;
-    if (conn.expiryTimer) clearTimeout(conn.expiryTimer);
+    conn.cancelExpiry?.();
     this.connections.delete(conn.id);
     removeFrom(this.byUser, userChannel(state.tenantId, state.userId), conn);
     for (const channel of [...conn.channels]) this.unindexChannel(conn, channel);
