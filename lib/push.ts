@@ -18,6 +18,19 @@ import type { StoredEvent } from "../stores/event-log";
 export const PUSH_EVENT = "gateway.push";
 export const PRESENCE_NOTICE_EVENT = "gateway.presence";
 export const MEMBERS_REMOVED_EVENT = "conversations.membersRemoved";
+/** Gateway → every presence instance: whether this gateway renders presence notices at all. */
+export const PRESENCE_INTEREST_EVENT = "presence.noticeInterest";
+
+/**
+ * Presence notices matter only to a gateway holding sockets of a protocol that renders them
+ * (`/ws/app` snapshots, raw `/ws` presence channels). Each gateway says when that changes, and
+ * with every heartbeat; presence sends notices to the gateways that did not say no, so a
+ * PF-2-only cluster does not carry every connect to every gateway.
+ */
+export interface PresenceInterest {
+  nodeId: string;
+  wants: boolean;
+}
 
 export interface PushNotice {
   stored: StoredEvent;

@@ -9,18 +9,27 @@ import type { ServiceBroker } from "moleculer";
  * remote endpoint of the event in that group. Resolves how many nodes it was sent to.
  */
 export async function broadcastToRemote(broker: ServiceBroker, eventName: string, payload: unknown, group: string): Promise<number> {
+  return broadcastToNodes(broker, eventName, payload, group, nodeID => nodeID !== broker.nodeID);
+}
+
+/**
+ * `broker.broadcast` to the given group on the nodes `include` accepts only (this node included,
+ * through a local broadcast). Resolves how many nodes it was sent to.
+ */
+export async function broadcastToNodes(broker: ServiceBroker, eventName: string, payload: unknown, group: string, include: (nodeID: string) => boolean): Promise<number> {
   const internals = broker as unknown as BrokerInternals;
+  const endpoints = internals.registry.events.getAllEndpoints(eventName, [group]).filter(ep => include(ep.id));
+  const local = endpoints.some(ep => ep.id === broker.nodeID);
+  if (local) await broker.broadcastLocal(eventName, payload, { groups: [group] });
   const transit = internals.transit;
-  if (!transit) return 0;
-  const endpoints = internals.registry.events.getAllEndpoints(eventName, [group]);
   const remote = endpoints.filter(ep => ep.id !== broker.nodeID);
-  if (remote.length === 0) return 0;
+  if (!transit || remote.length === 0) return local ? 1 : 0;
   const ctx = internals.ContextFactory.create(broker, null, payload, { groups: [group] });
   ctx.eventName = eventName;
   ctx.eventType = "broadcast";
   ctx.eventGroups = [group];
   await Promise.all(remote.map(ep => transit.sendEvent(ctx.copy(ep))));
-  return remote.length;
+  return remote.length + (local ? 1 : 0);
 }
 
 interface EventContext {

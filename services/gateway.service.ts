@@ -29,7 +29,7 @@ import { checkFeedTenant, feedSettings, listFeedEvents, onFeedConnection, postFe
 import { authorizeRestRequest } from "../protocols/admin-access";
 import { OPERATOR, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportAuthFailure, reportClassDRefused, reportConnectionRefused, reportRateLimited } from "../lib/security-audit";
-import { MEMBERS_REMOVED_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type MembersRemovedNotice, type PresenceNotices, type PushNotice, type PushSink } from "../lib/push";
+import { MEMBERS_REMOVED_EVENT, PRESENCE_INTEREST_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type PresenceInterest, type MembersRemovedNotice, type PresenceNotices, type PushNotice, type PushSink } from "../lib/push";
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
 import { scheduleTokenExpiry } from "../protocols/token-expiry";
 import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
@@ -73,6 +73,10 @@ interface GatewayThis extends Service, GatewayHost {
   appendBatcher: AppendBatcher;
   /** Connects and disconnects of this node's connections, sent to presence in order, a batch per turn. */
   presenceOps: TurnBatcher<PresenceOp, unknown>;
+  /** What this gateway last told the presence instances about rendering presence notices. */
+  announcedInterest?: boolean;
+  wantsPresenceNotices(): boolean;
+  announcePresenceInterest(): void;
   /** The event bus service of this process, if it runs one (null once looked up and absent). */
   /** Services of this process the gateway calls as functions (null: not on this node). */
   locals: Map<string, unknown>;
@@ -697,6 +701,21 @@ export function createGatewayService(config: Config): ServiceSchema {
         return (this.locals.get(name) as T | null) ?? undefined;
       },
 
+      /** Only `/ws/app` snapshots and raw `/ws` presence channels render presence notices; PF-2 does not. */
+      wantsPresenceNotices(this: GatewayThis) {
+        return this.app().sockets.size > 0 || (this.rawWs?.size ?? 0) > 0;
+      },
+
+      announcePresenceInterest(this: GatewayThis) {
+        const wants = this.wantsPresenceNotices();
+        if (wants === this.announcedInterest) return;
+        this.announcedInterest = wants;
+        // To every presence instance, ahead of this node's next presence request on the same link.
+        this.broker
+          .broadcast(PRESENCE_INTEREST_EVENT, { nodeId: this.broker.nodeID, wants } satisfies PresenceInterest, "presence")
+          .catch((err: Error) => this.logger.warn("Presence interest not announced", { error: err.message }));
+      },
+
       applyPresence(this: GatewayThis, ops: PresenceOp[]) {
         // Built by this gateway, so already valid: a presence service of this process is called as a function.
         const local = this.localService<LocalPresence>("presence");
@@ -720,6 +739,8 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async registerConnection(this: GatewayThis, state: ConnectionState) {
+        // Before the op: a first `/ws/app` or raw socket starts the notices, its own included.
+        this.announcePresenceInterest();
         const device = { connectedAt: state.connectedAt, ...(state.userAgent !== undefined ? { userAgent: state.userAgent } : {}), ...(state.ip !== undefined ? { ip: state.ip } : {}) };
         try {
           // Batched per event-loop turn with every other connect and disconnect of this node
@@ -733,6 +754,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       },
 
       async unregisterConnection(this: GatewayThis, state: Pick<ConnectionState, "tenantId" | "userId" | "connectionId">) {
+        this.announcePresenceInterest();
         try {
           await this.presenceOps.submit({ op: "disconnect", tenantId: state.tenantId, userId: state.userId, connectionId: state.connectionId });
         } catch (err) {
@@ -765,9 +787,9 @@ export function createGatewayService(config: Config): ServiceSchema {
         for (let start = 0; start < states.length; start += HEARTBEAT_CHUNK) {
           const chunk = states.slice(start, start + HEARTBEAT_CHUNK);
           const refs = chunk.map(s => ({ tenantId: s.tenantId, userId: s.userId, connectionId: s.connectionId }));
-          const { unknown } = await this.broker.call<{ unknown: typeof refs }, { connections: typeof refs }>(
+          const { unknown } = await this.broker.call<{ unknown: typeof refs }, { connections: typeof refs; nodeId: string; wantsNotices: boolean }>(
             "presence.heartbeat",
-            { connections: refs },
+            { connections: refs, nodeId: this.broker.nodeID, wantsNotices: this.wantsPresenceNotices() },
             { timeout: 10_000, retries: 0 }
           );
           const lost = new Set(unknown.map(ref => ref.connectionId));
@@ -1017,6 +1039,8 @@ export function createGatewayService(config: Config): ServiceSchema {
         this.heartbeatConnections().catch((err: Error) => this.logger.warn("Presence heartbeat failed", { error: err.message }));
       }, everyMs);
       this.heartbeatTimer.unref();
+      // No socket yet that renders presence notices: tell the presence instances not to send them.
+      this.announcePresenceInterest();
       this.rawWs.attach(this.server);
       // --- Resilience (issue 6) ---
       const joinGraceMs = this.broker.transit ? clusterJoinGraceMs(this.broker) : 0;

@@ -4,7 +4,8 @@ import { loadConfig, type Config } from "../lib/config";
 import { DELIVERY_EVENT, type Delivery } from "../lib/delivery";
 import type { CallerMeta } from "../lib/context";
 import { ErrorCode, RealtimeError, invalidRequest, tenantViolation, toClientError } from "../lib/errors";
-import { PRESENCE_NOTICE_EVENT, type PresenceNotice, type PresenceNotices } from "../lib/push";
+import { PRESENCE_INTEREST_EVENT, PRESENCE_NOTICE_EVENT, type PresenceInterest, type PresenceNotice, type PresenceNotices } from "../lib/push";
+import { broadcastToNodes } from "../lib/remote-broadcast";
 import { PRESENCE_BATCH_MAX, type PresenceOp } from "../lib/presence-ops";
 import type { BatchOutcome } from "../lib/turn-batcher";
 import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
@@ -18,6 +19,8 @@ import type { ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatu
  */
 interface PresenceThis extends Service {
   store: PresenceStore;
+  /** Gateways that said whether they render presence notices; the others get them all. */
+  noticeInterest: Map<string, boolean>;
   sweeper?: NodeJS.Timeout;
   apply(ops: PresenceOp[]): Promise<Array<BatchOutcome<Presence>>>;
   publishChanges(changes: PresenceChange[]): Promise<void>;
@@ -156,9 +159,13 @@ export function createPresenceService(config: Config): ServiceSchema {
             type: "array",
             max: 10000,
             items: { type: "object", strict: "remove", props: { tenantId: identifier, userId: identifier, connectionId: identifier } }
-          }
+          },
+          nodeId: { ...identifier, optional: true },
+          wantsNotices: { type: "boolean", optional: true }
         },
-        async handler(this: PresenceThis, ctx: Context<{ connections: ConnectionRef[] }>) {
+        async handler(this: PresenceThis, ctx: Context<{ connections: ConnectionRef[]; nodeId?: string; wantsNotices?: boolean }>) {
+          const { nodeId, wantsNotices } = ctx.params;
+          if (nodeId !== undefined && wantsNotices !== undefined) this.noticeInterest.set(nodeId, wantsNotices);
           return { unknown: await this.store.heartbeat(ctx.params.connections, Date.now()) };
         }
       },
@@ -197,9 +204,17 @@ export function createPresenceService(config: Config): ServiceSchema {
     },
 
     events: {
+      [PRESENCE_INTEREST_EVENT]: {
+        params: { nodeId: identifier, wants: "boolean" },
+        handler(this: PresenceThis, ctx: Context<PresenceInterest>) {
+          this.noticeInterest.set(ctx.params.nodeId, ctx.params.wants);
+        }
+      },
+
       /** A node left (crash, partition or shutdown): its connections are gone with it. */
       async "$node.disconnected"(this: PresenceThis, ctx: Context<{ node: { id: string } }>) {
         const nodeId = ctx.params.node.id;
+        this.noticeInterest.delete(nodeId);
         const changes = await this.store.removeNode(nodeId, Date.now());
         await this.changedBy(changes, "node_left");
         // Presence pushes go to the user's rooms, so memberships are dropped only afterwards.
@@ -257,7 +272,8 @@ export function createPresenceService(config: Config): ServiceSchema {
           }
           notices.push(notice);
         }
-        await this.broker.broadcast(PRESENCE_NOTICE_EVENT, { notices } satisfies PresenceNotices, "gateway");
+        const interest = this.noticeInterest;
+        await broadcastToNodes(this.broker, PRESENCE_NOTICE_EVENT, { notices } satisfies PresenceNotices, "gateway", nodeID => interest.get(nodeID) !== false);
       },
 
       /** Pushes each change as a `presence` event to the rooms of the user (one rooms request per tenant). */
@@ -289,6 +305,7 @@ export function createPresenceService(config: Config): ServiceSchema {
     },
 
     created(this: PresenceThis) {
+      this.noticeInterest = new Map();
       this.store = createPresenceStore(config);
     },
 

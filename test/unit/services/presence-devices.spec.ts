@@ -87,6 +87,20 @@ describe("presence notices with devices", () => {
     expect(error.type).toBe("INVALID_REQUEST");
   });
 
+  it("sends notices only to gateways that did not say they render none (announced, or with a heartbeat)", async () => {
+    const connect = (connectionId: string) => broker.call("presence.connect", { tenantId: "t1", userId: "u1", connectionId, nodeId: "gw-1" });
+    await connect("c1");
+    await eventually(() => notices.length === 1, 2000, "a notice before anything was said");
+    await broker.broadcast("presence.noticeInterest", { nodeId: broker.nodeID, wants: false }, "presence");
+    await connect("c2");
+    await new Promise(resolve => setTimeout(resolve, 50));
+    expect(notices).toHaveLength(1);
+    await broker.call("presence.heartbeat", { connections: [], nodeId: broker.nodeID, wantsNotices: true });
+    await connect("c3");
+    await eventually(() => notices.length === 2, 2000, "notices again after the heartbeat said so");
+    expect(notices[1].devices?.map(d => d.connectionId)).toEqual(["c1", "c2", "c3"]);
+  });
+
   it("refuses malformed device info", async () => {
     const error = await rejectionOf(broker.call("presence.connect", { tenantId: "t1", userId: "u1", connectionId: "c1", nodeId: "gw-1", device: { userAgent: "x".repeat(600) } }));
     expect(error.type).toBe("VALIDATION_ERROR");
