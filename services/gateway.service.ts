@@ -456,6 +456,11 @@ export function createGatewayService(config: Config): ServiceSchema {
           for (const notice of ctx.params.notices) this.eachSink(sink => sink.presence?.(notice));
         }
       },
+      /** A node that joins may run presence: tell it whether this gateway renders notices. */
+      "$node.connected"(this: GatewayThis) {
+        this.announcedInterest = undefined;
+        this.announcePresenceInterest();
+      },
       [MEMBERS_REMOVED_EVENT]: {
         handler(this: GatewayThis, ctx: Context<MembersRemovedNotice>) {
           this.eachSink(sink => sink.membersRemoved?.(ctx.params));
