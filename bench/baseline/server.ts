@@ -43,7 +43,7 @@ io.on("connection", socket => {
     }
   });
 
-  socket.on("message", (data: { type?: unknown; roomId?: unknown; recipientId?: unknown; payload?: unknown }) => {
+  socket.on("message", (data: { type?: unknown; interactionClass?: unknown; roomId?: unknown; recipientId?: unknown; payload?: unknown }) => {
     const to = data?.roomId !== undefined ? room(data.roomId) : `t:${tenantId}:user:${String(data?.recipientId)}`;
     if (data?.roomId !== undefined && !socket.rooms.has(to)) {
       socket.emit("error", { error: "Join the room first", code: "AUTHZ_FAILED" });
@@ -51,7 +51,9 @@ io.on("connection", socket => {
     }
     const messageId = randomUUID();
     const target = data.roomId !== undefined ? { roomId: data.roomId } : { recipientId: data.recipientId };
-    io.to(to).emit("message", { messageId, type: data.type, tenantId, senderId: userId, ...target, payload: data.payload, timestamp: new Date().toISOString() });
+    // The fields seed 000 requires of a received message (interactionClass included).
+    const interactionClass = data.interactionClass ?? "CLASS_C";
+    io.to(to).emit("message", { messageId, type: data.type, interactionClass, tenantId, senderId: userId, ...target, payload: data.payload, timestamp: new Date().toISOString() });
     socket.emit("message_ack", { messageId });
   });
 });
