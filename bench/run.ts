@@ -262,7 +262,7 @@ async function main(): Promise<void> {
       // First, on the fresh processes: memory per connection is measured from their idle state.
       for (const id of live) {
         try {
-          keep(id, rep, "connections", await runConnections(up.get(id) as ScenarioContext, config.connections));
+          keep(id, rep, "connections", await runConnections(up.get(id) as ScenarioContext, config.connections, id !== "baseline"));
         } catch (err) {
           fail(`${id} rep ${rep + 1} connections`, err);
         }
@@ -355,7 +355,7 @@ async function main(): Promise<void> {
           target = await start();
           running.add(target);
           log(`  [cluster rep ${rep + 1}/${config.clusterReps}] ${variant}: up (pids ${target.pids().join(", ")})`);
-          keep(variant, rep, "cluster-connections", await runConnections({ config, target, workers, log }, config.clusterConnections), clusterSamples);
+          keep(variant, rep, "cluster-connections", await runConnections({ config, target, workers, log }, config.clusterConnections, variant === "product-cluster"), clusterSamples);
         } catch (err) {
           fail(`${variant} rep ${rep + 1} cluster connections`, err);
         } finally {

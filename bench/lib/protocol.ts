@@ -122,7 +122,30 @@ export interface CloseCommand {
   group: string;
 }
 
-export type Command = ConnectCommand | ArmCommand | SnapshotCommand | RecordCommand | StatsCommand | PublishCommand | DirectCommand | CloseCommand;
+/**
+ * Reachability of every held connection: `arm` starts counting `bench.reach` messages per client,
+ * `send` has every client send one direct message to user `recipientPrefix` + ((index + offset) mod
+ * total) and waits for the acks, `count` answers how many clients got at least one.
+ */
+export interface ReachCommand {
+  cmd: "reach";
+  group: string;
+  phase: "arm" | "send" | "count";
+  recipientPrefix?: string;
+  offset?: number;
+  total?: number;
+  timeoutMs?: number;
+}
+
+export interface ReachResult {
+  clients: number;
+  sent: number;
+  acked: number;
+  reached: number;
+  errors: Record<string, number>;
+}
+
+export type Command = ConnectCommand | ArmCommand | SnapshotCommand | RecordCommand | StatsCommand | PublishCommand | DirectCommand | ReachCommand | CloseCommand;
 export type CommandMessage = Command & { id: number };
 
 export interface ReplyMessage {

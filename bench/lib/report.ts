@@ -38,7 +38,8 @@ export function rowsFor(fanoutRate: number, fanoutLowRate: number, fanoutClients
     { key: "rssKiBPerConnection", label: "Gateway RSS KiB/connection", better: "lower", absTarget: 16 },
     { key: "heapKiBPerConnection", label: "Gateway JS heap KiB/connection", better: "lower", chart: true },
     { key: "servicesRssKiBPerConnection", label: "Services node RSS KiB/connection", better: "lower" },
-    { key: "servicesHeapKiBPerConnection", label: "Services node JS heap KiB/connection", better: "lower" }
+    { key: "servicesHeapKiBPerConnection", label: "Services node JS heap KiB/connection", better: "lower" },
+    { key: "unreachedConnections", label: "Connections a direct message did not reach", better: "lower" }
   ];
 }
 
@@ -51,7 +52,8 @@ export function clusterRows(): Row[] {
     { key: "heapKiBPerConnection", label: "Gateway JS heap KiB/connection", better: "lower" },
     { key: "servicesRssKiBPerConnection", label: "Services node RSS KiB/connection", better: "lower" },
     { key: "servicesHeapKiBPerConnection", label: "Services node JS heap KiB/connection", better: "lower" },
-    { key: "failedConnections", label: "Failed connections", better: "lower" }
+    { key: "failedConnections", label: "Failed connections", better: "lower" },
+    { key: "unreachedConnections", label: "Connections a direct message did not reach", better: "lower" }
   ];
 }
 

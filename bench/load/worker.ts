@@ -14,6 +14,8 @@ import type {
   ConnectResult,
   CreditMessage,
   DirectCommand,
+  ReachCommand,
+  ReachResult,
   DirectResult,
   ProgressMessage,
   PublishCommand,
@@ -29,6 +31,8 @@ interface Client {
   received: number;
   /** 1 + the highest publisher sequence number seen (volatile classes may drop some in between). */
   seen: number;
+  /** Got the reachability check's direct message. */
+  reached?: boolean;
 }
 
 interface Group {
@@ -281,6 +285,57 @@ async function direct(c: DirectCommand): Promise<DirectResult> {
   return { acks, windowMs: c.durationMs - c.warmupMs, sent, rtt: rtt.toData(), errors };
 }
 
+const REACH_TYPE = "bench.reach";
+
+async function reach(c: ReachCommand): Promise<ReachResult> {
+  const g = group(c.group);
+  const errors: Record<string, number> = {};
+  if (c.phase === "arm") {
+    for (const client of g.clients) {
+      client.reached = false;
+      client.socket.on("message", (m: { type?: unknown }) => {
+        if (m?.type === REACH_TYPE) client.reached = true;
+      });
+    }
+  }
+  let sent = 0;
+  let acked = 0;
+  if (c.phase === "send") {
+    const total = c.total ?? 1;
+    await Promise.all(
+      g.clients.map(
+        client =>
+          new Promise<void>(resolve => {
+            const timer = setTimeout(() => {
+              bump(errors, "timeout");
+              finish();
+            }, c.timeoutMs ?? 30_000);
+            const onAck = () => {
+              acked += 1;
+              finish();
+            };
+            const onError = (body: { code?: string }) => {
+              bump(errors, String(body?.code ?? "unknown"));
+              finish();
+            };
+            function finish() {
+              clearTimeout(timer);
+              client.socket.off("message_ack", onAck);
+              client.socket.off("error", onError);
+              resolve();
+            }
+            client.socket.once("message_ack", onAck);
+            client.socket.once("error", onError);
+            const recipientId = `${c.recipientPrefix ?? ""}${(client.index + (c.offset ?? 1)) % total}`;
+            client.socket.emit("message", { type: REACH_TYPE, recipientId, payload: { from: client.index } });
+            sent += 1;
+          })
+      )
+    );
+  }
+  return { clients: g.clients.length, sent, acked, reached: g.clients.filter(client => client.reached).length, errors };
+}
+
 async function close(name: string): Promise<number> {
   const g = group(name);
   g.closing = true;
@@ -319,6 +374,8 @@ async function handle(msg: CommandMessage): Promise<unknown> {
       return publish(msg);
     case "direct":
       return direct(msg);
+    case "reach":
+      return reach(msg);
     case "close":
       return close(msg.group);
   }

@@ -1,6 +1,6 @@
 import { now, sleep } from "../lib/clock";
 import { Histogram } from "../lib/histogram";
-import type { ConnectResult } from "../lib/protocol";
+import type { ConnectResult, ReachResult } from "../lib/protocol";
 import type { MemoryUsage, ServerProcess } from "../lib/servers";
 import { split } from "../lib/workers";
 import { TENANT, cores, cpuMark, round, type ScenarioContext, type ScenarioResult } from "./context";
@@ -30,7 +30,7 @@ async function drain(ctx: ScenarioContext, timeoutMs: number): Promise<number> {
   }
 }
 
-export async function runConnections(ctx: ScenarioContext, count: number): Promise<ScenarioResult> {
+export async function runConnections(ctx: ScenarioContext, count: number, checkReach = false): Promise<ScenarioResult> {
   const { config, target } = ctx;
   const nWorkers = Math.min(ctx.workers.length, Math.max(2, Math.ceil(count / config.socketsPerWorker)));
   const workers = ctx.workers.slice(0, nWorkers);
@@ -77,6 +77,32 @@ export async function runConnections(ctx: ScenarioContext, count: number): Promi
     `    connections: ${connected}/${count} in ${Math.round(elapsedMs)} ms, server holds ${held}, gateway RSS ${mib(memBefore.rss)} → ${mib(memAfter.rss)} MiB, heap ${mib(memBefore.heapUsed)} → ${mib(memAfter.heapUsed)} MiB`
   );
 
+  // Every held connection receives a direct message, sent by its neighbour (index + 1): with
+  // clients spread round-robin over the gateways, each one crosses to another gateway. Only for the
+  // product: separate baseline processes share no users.
+  let reach: ReachResult | undefined;
+  if (checkReach) {
+    const command = { cmd: "reach" as const, group: "conn", recipientPrefix: "conn-user-", offset: 1, total: count, timeoutMs: 60_000 };
+    await Promise.all(workers.map(w => w.request<ReachResult>({ ...command, phase: "arm" }, 60_000)));
+    const started = Date.now();
+    const sent = await Promise.all(workers.map(w => w.request<ReachResult>({ ...command, phase: "send" }, 120_000)));
+    let counted: ReachResult[] = [];
+    const deadline = Date.now() + 30_000;
+    do {
+      counted = await Promise.all(workers.map(w => w.request<ReachResult>({ ...command, phase: "count" }, 60_000)));
+      if (counted.reduce((a, r) => a + r.reached, 0) >= connected) break;
+      await sleep(200);
+    } while (Date.now() < deadline);
+    reach = {
+      clients: counted.reduce((a, r) => a + r.clients, 0),
+      sent: sent.reduce((a, r) => a + r.sent, 0),
+      acked: sent.reduce((a, r) => a + r.acked, 0),
+      reached: counted.reduce((a, r) => a + r.reached, 0),
+      errors: Object.assign({}, ...sent.map(r => r.errors)) as Record<string, number>
+    };
+    ctx.log(`    reachability: ${reach.reached}/${reach.clients} connections received a direct message (${reach.acked}/${reach.sent} acknowledged) in ${Date.now() - started} ms${Object.keys(reach.errors).length ? `, errors ${JSON.stringify(reach.errors)}` : ""}`);
+  }
+
   await Promise.all(workers.map(w => w.request({ cmd: "close", group: "conn" }, 60_000)));
   await drain(ctx, 30_000);
 
@@ -87,7 +113,8 @@ export async function runConnections(ctx: ScenarioContext, count: number): Promi
     serverCpuUsPerConnection: round(((after.server - before.server) * 1000) / connected, 0),
     rssKiBPerConnection: round((memAfter.rss - memBefore.rss) / 1024 / connected, 1),
     heapKiBPerConnection: round((memAfter.heapUsed - memBefore.heapUsed) / 1024 / connected, 1),
-    failedConnections: failed
+    failedConnections: failed,
+    ...(reach ? { unreachedConnections: connected - reach.reached } : {})
   };
   if (target.others.length > 0) {
     metrics.servicesRssKiBPerConnection = round((othersAfter.rss - othersBefore.rss) / 1024 / connected, 1);
@@ -105,6 +132,7 @@ export async function runConnections(ctx: ScenarioContext, count: number): Promi
       cores: { server: round(used.server), clients: round(used.clients), others: round(used.others) },
       loadWorkers: nWorkers,
       inFlightHandshakes: perWorkerConcurrency * nWorkers,
+      ...(reach ? { reach } : {}),
       errors
     }
   };
