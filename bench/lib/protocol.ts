@@ -135,6 +135,8 @@ export interface ReachCommand {
   offset?: number;
   total?: number;
   timeoutMs?: number;
+  /** Messages in flight per worker while sending. */
+  concurrency?: number;
 }
 
 export interface ReachResult {

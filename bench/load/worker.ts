@@ -302,36 +302,40 @@ async function reach(c: ReachCommand): Promise<ReachResult> {
   let acked = 0;
   if (c.phase === "send") {
     const total = c.total ?? 1;
-    await Promise.all(
-      g.clients.map(
-        client =>
-          new Promise<void>(resolve => {
-            const timer = setTimeout(() => {
-              bump(errors, "timeout");
-              finish();
-            }, c.timeoutMs ?? 30_000);
-            const onAck = () => {
-              acked += 1;
-              finish();
-            };
-            const onError = (body: { code?: string }) => {
-              bump(errors, String(body?.code ?? "unknown"));
-              finish();
-            };
-            function finish() {
-              clearTimeout(timer);
-              client.socket.off("message_ack", onAck);
-              client.socket.off("error", onError);
-              resolve();
-            }
-            client.socket.once("message_ack", onAck);
-            client.socket.once("error", onError);
-            const recipientId = `${c.recipientPrefix ?? ""}${(client.index + (c.offset ?? 1)) % total}`;
-            client.socket.emit("message", { type: REACH_TYPE, recipientId, payload: { from: client.index } });
-            sent += 1;
-          })
-      )
-    );
+    // A few in flight per worker, each retried with its messageId (idempotent): this checks that
+    // every connection can be reached, not how large a burst the cluster absorbs.
+    const sendOne = (client: Client, attempt: number): Promise<boolean> =>
+      new Promise(resolve => {
+        const timer = setTimeout(() => settle(false, "timeout"), c.timeoutMs ?? 30_000);
+        const onAck = () => settle(true);
+        const onError = (body: { code?: string }) => settle(false, String(body?.code ?? "unknown"));
+        function settle(ok: boolean, error?: string) {
+          clearTimeout(timer);
+          client.socket.off("message_ack", onAck);
+          client.socket.off("error", onError);
+          if (error) bump(errors, `${error} (attempt ${attempt})`);
+          resolve(ok);
+        }
+        client.socket.once("message_ack", onAck);
+        client.socket.once("error", onError);
+        const recipientId = `${c.recipientPrefix ?? ""}${(client.index + (c.offset ?? 1)) % total}`;
+        client.socket.emit("message", { messageId: `reach-${client.index}`, type: REACH_TYPE, recipientId, payload: { from: client.index } });
+      });
+    let next = 0;
+    const lane = async () => {
+      while (next < g.clients.length) {
+        const client = g.clients[next++];
+        sent += 1;
+        for (let attempt = 1; attempt <= 3; attempt++) {
+          if (await sendOne(client, attempt)) {
+            acked += 1;
+            break;
+          }
+          await sleep(200 * attempt);
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(c.concurrency ?? 20, g.clients.length) }, lane));
   }
   return { clients: g.clients.length, sent, acked, reached: g.clients.filter(client => client.reached).length, errors };
 }

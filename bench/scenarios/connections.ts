@@ -82,10 +82,10 @@ export async function runConnections(ctx: ScenarioContext, count: number, checkR
   // product: separate baseline processes share no users.
   let reach: ReachResult | undefined;
   if (checkReach) {
-    const command = { cmd: "reach" as const, group: "conn", recipientPrefix: "conn-user-", offset: 1, total: count, timeoutMs: 60_000 };
+    const command = { cmd: "reach" as const, group: "conn", recipientPrefix: "conn-user-", offset: 1, total: count, timeoutMs: 20_000, concurrency: 20 };
     await Promise.all(workers.map(w => w.request<ReachResult>({ ...command, phase: "arm" }, 60_000)));
     const started = Date.now();
-    const sent = await Promise.all(workers.map(w => w.request<ReachResult>({ ...command, phase: "send" }, 120_000)));
+    const sent = await Promise.all(workers.map(w => w.request<ReachResult>({ ...command, phase: "send" }, 600_000)));
     let counted: ReachResult[] = [];
     const deadline = Date.now() + 30_000;
     do {
@@ -98,7 +98,10 @@ export async function runConnections(ctx: ScenarioContext, count: number, checkR
       sent: sent.reduce((a, r) => a + r.sent, 0),
       acked: sent.reduce((a, r) => a + r.acked, 0),
       reached: counted.reduce((a, r) => a + r.reached, 0),
-      errors: Object.assign({}, ...sent.map(r => r.errors)) as Record<string, number>
+      errors: sent.reduce<Record<string, number>>((all, r) => {
+        for (const [k, v] of Object.entries(r.errors)) all[k] = (all[k] ?? 0) + v;
+        return all;
+      }, {})
     };
     ctx.log(`    reachability: ${reach.reached}/${reach.clients} connections received a direct message (${reach.acked}/${reach.sent} acknowledged) in ${Date.now() - started} ms${Object.keys(reach.errors).length ? `, errors ${JSON.stringify(reach.errors)}` : ""}`);
   }
