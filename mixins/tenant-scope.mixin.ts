@@ -35,6 +35,19 @@ export function reportTenantViolation(broker: ServiceBroker, logger: LoggerInsta
   reportTenantViolationAudit(broker, violation);
 }
 
+/**
+ * Batch actions that gateways call without a principal carry a tenant per item: a caller that does
+ * hold a principal may name only its own tenant (TENANT_VIOLATION, reported, otherwise).
+ */
+export function assertOwnTenantItems(broker: ServiceBroker, logger: LoggerInstance, caller: CallerMeta["auth"], items: Iterable<{ tenantId: string }>, action: string): void {
+  if (!caller) return;
+  for (const item of items) {
+    if (item.tenantId === caller.tenantId) continue;
+    reportTenantViolation(broker, logger, { tenantId: caller.tenantId, userId: caller.userId, requestedTenantId: item.tenantId, action });
+    throw tenantViolation({ action });
+  }
+}
+
 /** An action is tenant-scoped when its params schema declares `tenantId`. */
 export function isTenantScoped(action: { params?: unknown } | null | undefined): boolean {
   return typeof action?.params === "object" && action.params !== null && "tenantId" in action.params;

@@ -6,11 +6,11 @@ import { channelSender, eventBusChannelsOf } from "../lib/channels";
 import { loadConfig, type Config } from "../lib/config";
 import type { CallerMeta } from "../lib/context";
 import { PUSH_EVENT, type PushNotice } from "../lib/push";
-import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError, tenantViolation, toClientError } from "../lib/errors";
+import { authzFailed, ErrorCode, invalidRequest, rateLimited, RealtimeError, toClientError } from "../lib/errors";
 import { receiptOf, type AppendOutcome } from "../lib/append-batcher";
 import { createEventHandoff, type EventHandoff } from "../lib/event-handoff";
 import { readVisible, type Viewer } from "../lib/visibility";
-import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { assertOwnTenantItems, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createEventLog, type Audience, type BusEvent, type EventLog, type ReadResult, type StoredEvent } from "../stores/event-log";
 import { createRateLimitStore, type RateLimitStore } from "../stores/rate-limit";
 import { appliedRateLimit } from "../stores/rate-limit/rate-limit-store";
@@ -173,13 +173,7 @@ export function createEventBusService(config: Config): ServiceSchema {
         visibility: "public",
         params: { events: { type: "array", min: 1, max: 1000, items: { type: "object", props: { tenantId: identifier }, strict: false } } },
         async handler(this: EventBusThis, ctx: Context<{ events: BusEvent[] }, CallerMeta>): Promise<AppendOutcome[]> {
-          // Gateways call it without a principal; anyone holding one stays inside their tenant.
-          const caller = ctx.meta.auth;
-          const foreign = caller ? ctx.params.events.find(event => event.tenantId !== caller.tenantId) : undefined;
-          if (caller && foreign) {
-            reportTenantViolation(this.broker, this.logger, { tenantId: caller.tenantId, userId: caller.userId, requestedTenantId: foreign.tenantId, action: "eventbus.appendMany" });
-            throw tenantViolation({ action: "eventbus.appendMany" });
-          }
+          assertOwnTenantItems(this.broker, this.logger, ctx.meta.auth, ctx.params.events, "eventbus.appendMany");
           const outcomes: AppendOutcome[] = [];
           for (const event of ctx.params.events) {
             try {

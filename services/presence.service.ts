@@ -3,12 +3,12 @@ import { asServiceSchema } from "../types/service-schema";
 import { loadConfig, type Config } from "../lib/config";
 import { DELIVERY_EVENT, type Delivery } from "../lib/delivery";
 import type { CallerMeta } from "../lib/context";
-import { ErrorCode, RealtimeError, invalidRequest, tenantViolation, toClientError } from "../lib/errors";
+import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/errors";
 import { PRESENCE_INTEREST_EVENT, PRESENCE_NOTICE_EVENT, type PresenceInterest, type PresenceNotice, type PresenceNotices } from "../lib/push";
 import { broadcastToNodes } from "../lib/remote-broadcast";
 import { PRESENCE_BATCH_MAX, type PresenceOp } from "../lib/presence-ops";
 import type { BatchOutcome } from "../lib/turn-batcher";
-import { reportTenantViolation, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
+import { assertOwnTenantItems, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createPresenceStore, type PresenceStore } from "../stores/presence";
 import type { ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatus } from "../stores/presence/presence-store";
 
@@ -42,7 +42,6 @@ const deviceSchema = {
     ip: { type: "string", max: 64, optional: true }
   }
 } as const;
-
 
 const identifier = { type: "string", min: 1, max: 128 } as const;
 
@@ -120,13 +119,7 @@ export function createPresenceService(config: Config): ServiceSchema {
           }
         },
         async handler(this: PresenceThis, ctx: Context<{ ops: PresenceOp[] }, CallerMeta>) {
-          // Gateways call it without a principal; anyone holding one stays inside their tenant.
-          const caller = ctx.meta.auth;
-          const foreign = caller ? ctx.params.ops.find(op => op.tenantId !== caller.tenantId) : undefined;
-          if (caller && foreign) {
-            reportTenantViolation(this.broker, this.logger, { tenantId: caller.tenantId, userId: caller.userId, requestedTenantId: foreign.tenantId, action: "presence.applyMany" });
-            throw tenantViolation({ action: "presence.applyMany" });
-          }
+          assertOwnTenantItems(this.broker, this.logger, ctx.meta.auth, ctx.params.ops, "presence.applyMany");
           const missingNode = ctx.params.ops.findIndex(op => op.op === "connect" && op.nodeId === undefined);
           if (missingNode >= 0) throw invalidRequest("A connect op needs the gateway's nodeId", { index: missingNode });
           // The gateway needs to know only that each op was applied, not the presence it led to.
