@@ -18,7 +18,7 @@ export async function broadcastToRemote(broker: ServiceBroker, eventName: string
  */
 export async function broadcastToNodes(broker: ServiceBroker, eventName: string, payload: unknown, group: string, include: (nodeID: string) => boolean): Promise<number> {
   const internals = broker as unknown as BrokerInternals;
-  const endpoints = internals.registry.events.getAllEndpoints(eventName, [group]).filter(ep => include(ep.id));
+  const endpoints = endpointsOf(broker, eventName, group).filter(ep => include(ep.id));
   const local = endpoints.some(ep => ep.id === broker.nodeID);
   if (local) await broker.broadcastLocal(eventName, payload, { groups: [group] });
   const transit = internals.transit;
@@ -30,6 +30,15 @@ export async function broadcastToNodes(broker: ServiceBroker, eventName: string,
   ctx.eventGroups = [group];
   await Promise.all(remote.map(ep => transit.sendEvent(ctx.copy(ep))));
   return remote.length + (local ? 1 : 0);
+}
+
+/** The nodes (this one included) with a listener of the event in that group. */
+export function nodesListening(broker: ServiceBroker, eventName: string, group: string): string[] {
+  return endpointsOf(broker, eventName, group).map(ep => ep.id);
+}
+
+function endpointsOf(broker: ServiceBroker, eventName: string, group: string): Array<{ id: string }> {
+  return (broker as unknown as BrokerInternals).registry.events.getAllEndpoints(eventName, [group]);
 }
 
 interface EventContext {

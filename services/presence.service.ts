@@ -5,7 +5,7 @@ import { DELIVERY_EVENT, type Delivery } from "../lib/delivery";
 import type { CallerMeta } from "../lib/context";
 import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/errors";
 import { PRESENCE_INTEREST_EVENT, PRESENCE_NOTICE_EVENT, type PresenceInterest, type PresenceNotice, type PresenceNotices } from "../lib/push";
-import { broadcastToNodes } from "../lib/remote-broadcast";
+import { broadcastToNodes, nodesListening } from "../lib/remote-broadcast";
 import { PRESENCE_BATCH_MAX, type PresenceOp } from "../lib/presence-ops";
 import type { BatchOutcome } from "../lib/turn-batcher";
 import { assertOwnTenantItems, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
@@ -252,6 +252,10 @@ export function createPresenceService(config: Config): ServiceSchema {
 
       /** Each notice carries the user's live devices on every node, for per-device snapshots. */
       async sendNotices(this: PresenceThis, events: NoticeOf[]) {
+        // Nobody renders them (PF-2-only gateways): no devices to read, nothing to send.
+        const interest = this.noticeInterest;
+        const targets = new Set(nodesListening(this.broker, PRESENCE_NOTICE_EVENT, "gateway").filter(nodeID => interest.get(nodeID) !== false));
+        if (targets.size === 0) return;
         const notices: PresenceNotice[] = [];
         for (const event of events) {
           const notice: PresenceNotice = { ...event, devices: [] };
@@ -265,8 +269,7 @@ export function createPresenceService(config: Config): ServiceSchema {
           }
           notices.push(notice);
         }
-        const interest = this.noticeInterest;
-        await broadcastToNodes(this.broker, PRESENCE_NOTICE_EVENT, { notices } satisfies PresenceNotices, "gateway", nodeID => interest.get(nodeID) !== false);
+        await broadcastToNodes(this.broker, PRESENCE_NOTICE_EVENT, { notices } satisfies PresenceNotices, "gateway", nodeID => targets.has(nodeID));
       },
 
       /** Pushes each change as a `presence` event to the rooms of the user (one rooms request per tenant). */
