@@ -61,6 +61,26 @@ export function seal(record: UnsealedRecord): AuditRecord {
   return { ...record, hash: recordHash(record) };
 }
 
+/** What is appended: a record before the store gives it `seq`, `at`, `prevHash` and `hash`. */
+export type AuditEntry = Pick<AuditRecord, "id" | "actor" | "action" | "target" | "outcome" | "justification" | "details">;
+
+/** The record that follows a chain's head: the next seq, never earlier than the head, linked to its hash. */
+export function sealNext(tenantId: string, entry: AuditEntry, head: { seq: number; hash: string; atMs: number }, now: number): AuditRecord {
+  return seal({
+    id: entry.id,
+    seq: head.seq + 1,
+    at: new Date(Math.max(now, head.atMs)).toISOString(),
+    tenantId,
+    actor: entry.actor,
+    action: entry.action,
+    target: entry.target,
+    outcome: entry.outcome,
+    ...(entry.justification !== undefined ? { justification: entry.justification } : {}),
+    details: entry.details,
+    prevHash: head.hash
+  });
+}
+
 /** One entry of a chain as a backend reads it back: a record, or something that is not one. */
 export type ScannedEntry = { record: AuditRecord } | { unreadable: string };
 

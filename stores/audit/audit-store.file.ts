@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, stat, truncate, unlink } from "node:fs/promises";
 import path from "node:path";
 import { canonicalJson } from "../../lib/canonical-json";
-import { GENESIS_ANCHOR, seal, type AuditRecord, type ChainAnchor, type ScannedEntry } from "../../lib/audit-chain";
+import { GENESIS_ANCHOR, sealNext, type AuditRecord, type ChainAnchor, type ScannedEntry } from "../../lib/audit-chain";
 import { DAY_MS, RECENT_IDS_PER_CHAIN, type AuditEntry, type AuditPage, type AuditQuery, type AuditStore } from "./audit-store";
 
 /**
@@ -237,21 +237,8 @@ export class FileAuditStore implements AuditStore {
         results.push(this.readLine(chain, index).then(record => ({ record: record as AuditRecord, duplicate: true })));
         continue;
       }
-      const atMs = Math.max(now, head.atMs);
-      const record = seal({
-        id: entry.id,
-        seq: head.seq + 1,
-        at: new Date(atMs).toISOString(),
-        tenantId: chain.tenantId,
-        actor: entry.actor,
-        action: entry.action,
-        target: entry.target,
-        outcome: entry.outcome,
-        ...(entry.justification !== undefined ? { justification: entry.justification } : {}),
-        details: entry.details,
-        prevHash: head.hash
-      });
-      head = { seq: record.seq, hash: record.hash, atMs };
+      const record = sealNext(chain.tenantId, entry, head, now);
+      head = { seq: record.seq, hash: record.hash, atMs: Date.parse(record.at) };
       batchIds.set(record.id, record);
       lines.push(`${canonicalJson(record)}\n`);
       appended.push(record);

@@ -1,5 +1,5 @@
 import type { Pool, PoolClient } from "pg";
-import { GENESIS_ANCHOR, GENESIS_HASH, seal, type AuditRecord, type ChainAnchor, type ScannedEntry } from "../../lib/audit-chain";
+import { GENESIS_ANCHOR, GENESIS_HASH, sealNext, type AuditRecord, type ChainAnchor, type ScannedEntry } from "../../lib/audit-chain";
 import { migrate, withTransaction, type Migration } from "../postgres-connection";
 import type { AuditEntry, AuditPage, AuditQuery, AuditStore } from "./audit-store";
 
@@ -157,19 +157,7 @@ export class PostgresAuditStore implements AuditStore {
       const head = (await client.query<{ seq: string; hash: string; at: Date }>("SELECT seq, hash, at FROM audit_heads WHERE tenant_id = $1 FOR UPDATE", [tenantId])).rows[0];
       const existing = await client.query<RecordRow>(`SELECT ${RECORD_COLUMNS} FROM audit_records WHERE id = $1`, [entry.id]);
       if (existing.rows.length > 0) return { record: recordOf(existing.rows[0]), duplicate: true };
-      const record = seal({
-        id: entry.id,
-        seq: Number(head.seq) + 1,
-        at: new Date(Math.max(now, head.at.getTime())).toISOString(),
-        tenantId,
-        actor: entry.actor,
-        action: entry.action,
-        target: entry.target,
-        outcome: entry.outcome,
-        ...(entry.justification !== undefined ? { justification: entry.justification } : {}),
-        details: entry.details,
-        prevHash: head.hash
-      });
+      const record = sealNext(tenantId, entry, { seq: Number(head.seq), hash: head.hash, atMs: head.at.getTime() }, now);
       await client.query(
         `INSERT INTO audit_records (${RECORD_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
         [

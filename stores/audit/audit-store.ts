@@ -1,17 +1,6 @@
-import type { AuditActor, AuditOutcome, AuditRecord, ChainAnchor, ScannedEntry } from "../../lib/audit-chain";
+import type { AuditEntry, AuditRecord, ChainAnchor, ScannedEntry } from "../../lib/audit-chain";
 
-export type { AuditRecord, ChainAnchor, ScannedEntry } from "../../lib/audit-chain";
-
-/** What is appended: a record before the store gives it `seq`, `at`, `prevHash` and `hash`. */
-export interface AuditEntry {
-  id: string;
-  actor: AuditActor;
-  action: string;
-  target: string;
-  outcome: AuditOutcome;
-  justification?: string;
-  details: Record<string, unknown>;
-}
+export type { AuditEntry, AuditRecord, ChainAnchor, ScannedEntry } from "../../lib/audit-chain";
 
 export interface AuditQuery {
   /** Records with `at` >= this (epoch ms). */
