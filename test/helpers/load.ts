@@ -1,3 +1,6 @@
+import { randomUUID } from "node:crypto";
+import type { ProcessNode } from "./process-node";
+import { dropPrefix, uniquePrefix } from "./redis";
 import { io, type Socket } from "socket.io-client";
 import { comparePositions } from "../../stores/event-log";
 import { tokenFor } from "./tokens";
@@ -405,3 +408,29 @@ export function logReport(label: string, report: LoadReport, extra: Record<strin
   // eslint-disable-next-line no-console
   console.log(`[resilience] ${label}: ${JSON.stringify({ published: report.published, acknowledged: report.acknowledged, ...totals, ...extra, receivers: report.receivers, publishers: report.publishers })}`);
 }
+
+/**
+ * What a resilience suite under load owns: a fresh Moleculer namespace and Redis key prefix, the
+ * node processes it spawns and the load clients it runs. All of it is stopped, killed and dropped
+ * after the suite (`also` adds the suite's own clean-up, run before the prefix is dropped).
+ */
+export function loadRun(name: string) {
+  const run = {
+    namespace: `test-${randomUUID().slice(0, 8)}`,
+    prefix: uniquePrefix(name),
+    processes: [] as ProcessNode[],
+    clients: [] as LoadClient[],
+    cleanups: [] as Array<() => Promise<unknown> | undefined>,
+    also(cleanup: () => Promise<unknown> | undefined) {
+      run.cleanups.push(cleanup);
+    }
+  };
+  afterAll(async () => {
+    for (const c of run.clients) c.stop();
+    for (const p of run.processes) await p.kill("SIGKILL");
+    for (const cleanup of run.cleanups) await cleanup();
+    await dropPrefix(run.prefix);
+  });
+  return run;
+}
+

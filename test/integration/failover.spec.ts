@@ -1,9 +1,8 @@
-import { randomUUID } from "node:crypto";
 import { NATS_URL, startNode, type TestNode } from "../helpers/node";
 import { eventually } from "../helpers/client";
-import { spawnNode, type ProcessNode } from "../helpers/process-node";
-import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
-import { LoadClient, Publisher, RestPublisher, account, allDelivered, logReport, type LoadReport } from "../helpers/load";
+import { spawnNode } from "../helpers/process-node";
+import { REDIS_URL } from "../helpers/redis";
+import { LoadClient, loadRun, Publisher, RestPublisher, account, allDelivered, logReport, type LoadReport } from "../helpers/load";
 import { tokenFor } from "../helpers/tokens";
 import { brokerOptions } from "../../moleculer.config";
 
@@ -40,19 +39,10 @@ function expectNoLoss(report: LoadReport) {
 }
 
 describe("failover: a gateway process killed with SIGKILL under load", () => {
-  const namespace = `test-${randomUUID().slice(0, 8)}`;
-  const prefix = uniquePrefix("failover-gw");
+  const { namespace, prefix, processes, clients, also } = loadRun("failover-gw");
   const env = { TRANSPORTER: NATS_URL, NAMESPACE: namespace, REDIS_URL, REDIS_KEY_PREFIX: prefix, WS_MESSAGE_RATE_LIMIT: "1000000" };
   let services: TestNode | undefined;
-  const processes: ProcessNode[] = [];
-  const clients: LoadClient[] = [];
-
-  afterAll(async () => {
-    for (const c of clients) c.stop();
-    for (const p of processes) await p.kill("SIGKILL");
-    await services?.stop();
-    await dropPrefix(prefix);
-  });
+  also(() => services?.stop());
 
   it("moves every client to the surviving gateway and loses no acknowledged event", async () => {
     services = await startNode({
@@ -129,18 +119,11 @@ describe("failover: a gateway process killed with SIGKILL under load", () => {
 });
 
 describe("failover: the node running eventbus killed with SIGKILL under load", () => {
-  const namespace = `test-${randomUUID().slice(0, 8)}`;
-  const prefix = uniquePrefix("failover-bus");
+  const { namespace, prefix, processes, clients, also } = loadRun("failover-bus");
   const env = { TRANSPORTER: NATS_URL, NAMESPACE: namespace, REDIS_URL, REDIS_KEY_PREFIX: prefix };
   const nodes: TestNode[] = [];
-  const processes: ProcessNode[] = [];
-  const clients: LoadClient[] = [];
-
-  afterAll(async () => {
-    for (const c of clients) c.stop();
-    for (const p of processes) await p.kill("SIGKILL");
+  also(async () => {
     for (const n of nodes) await n.stop();
-    await dropPrefix(prefix);
   });
 
   it("refuses publishes at once while no eventbus node lives, loses nothing acknowledged, and recovers on restart", async () => {

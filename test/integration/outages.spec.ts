@@ -1,11 +1,10 @@
-import { randomUUID } from "node:crypto";
 import type { Socket } from "socket.io-client";
 import { connect, eventually, nextEvent, recorder, socketTo } from "../helpers/client";
 import { tokenFor } from "../helpers/tokens";
 import { spawnNode, type ProcessNode } from "../helpers/process-node";
 import { startPrivateNats, startPrivateRedis, type PrivateServer } from "../helpers/private-servers";
-import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
-import { LoadClient, Publisher, account, allDelivered, logReport } from "../helpers/load";
+import { REDIS_URL } from "../helpers/redis";
+import { LoadClient, loadRun, Publisher, account, allDelivered, logReport } from "../helpers/load";
 
 /**
  * Dependencies go away and come back, with real nodes (runner processes) and private Redis / NATS
@@ -161,18 +160,9 @@ for (const mode of ["restart", "partition"] as const) {
 }
 
 describe(`NATS down for ${OUTAGE_MS / 1000} s, then back`, () => {
-  const namespace = `test-${randomUUID().slice(0, 8)}`;
-  const prefix = uniquePrefix("nats-outage");
+  const { namespace, prefix, processes, clients, also } = loadRun("nats-outage");
   let nats: PrivateServer | undefined;
-  const processes: ProcessNode[] = [];
-  const clients: LoadClient[] = [];
-
-  afterAll(async () => {
-    for (const c of clients) c.stop();
-    for (const p of processes) await p.kill("SIGKILL");
-    await nats?.stop();
-    await dropPrefix(prefix);
-  });
+  also(() => nats?.stop());
 
   it("nodes survive and reconnect, the cluster re-forms, in-flight calls fail cleanly, nothing acknowledged is lost", async () => {
     nats = await startPrivateNats();

@@ -4,8 +4,8 @@ import { NATS_URL, startNode, type TestNode } from "../helpers/node";
 import { connect, eventually, nextEvent, recorder, refusal } from "../helpers/client";
 import { tokenFor } from "../helpers/tokens";
 import { freePort, spawnNode, type ProcessNode } from "../helpers/process-node";
-import { REDIS_URL, dropPrefix, uniquePrefix } from "../helpers/redis";
-import { LoadClient, Publisher, RestPublisher, account, allDelivered, logReport, type LoadReport } from "../helpers/load";
+import { REDIS_URL } from "../helpers/redis";
+import { LoadClient, loadRun, Publisher, RestPublisher, account, allDelivered, logReport, type LoadReport } from "../helpers/load";
 import { brokerOptions } from "../../moleculer.config";
 
 /**
@@ -109,19 +109,10 @@ describe("graceful shutdown of a gateway: the drain sequence", () => {
 });
 
 describe("graceful shutdown of a gateway process (SIGTERM) under load", () => {
-  const namespace = `test-${randomUUID().slice(0, 8)}`;
-  const prefix = uniquePrefix("shutdown");
+  const { namespace, prefix, processes, clients, also } = loadRun("shutdown");
   const env = { TRANSPORTER: NATS_URL, NAMESPACE: namespace, REDIS_URL, REDIS_KEY_PREFIX: prefix, WS_MESSAGE_RATE_LIMIT: "1000000", SHUTDOWN_TIMEOUT_MS: "10000" };
   let services: TestNode | undefined;
-  const processes: ProcessNode[] = [];
-  const clients: LoadClient[] = [];
-
-  afterAll(async () => {
-    for (const c of clients) c.stop();
-    for (const p of processes) await p.kill("SIGKILL");
-    await services?.stop();
-    await dropPrefix(prefix);
-  });
+  also(() => services?.stop());
 
   it("its clients are told, move to the other gateway and resume; it exits 0 within SHUTDOWN_TIMEOUT_MS; nothing acknowledged is lost", async () => {
     services = await startNode({
@@ -176,19 +167,10 @@ describe("graceful shutdown of a gateway process (SIGTERM) under load", () => {
 });
 
 describe("rolling restart of every node under load", () => {
-  const namespace = `test-${randomUUID().slice(0, 8)}`;
-  const prefix = uniquePrefix("rolling");
+  const { namespace, prefix, processes, clients, also } = loadRun("rolling");
   const env = { TRANSPORTER: NATS_URL, NAMESPACE: namespace, REDIS_URL, REDIS_KEY_PREFIX: prefix, WS_MESSAGE_RATE_LIMIT: "1000000", SHUTDOWN_TIMEOUT_MS: "10000" };
   let observer: TestNode | undefined;
-  const processes: ProcessNode[] = [];
-  const clients: LoadClient[] = [];
-
-  afterAll(async () => {
-    for (const c of clients) c.stop();
-    for (const p of processes) await p.kill("SIGKILL");
-    await observer?.stop();
-    await dropPrefix(prefix);
-  });
+  also(() => observer?.stop());
 
   it("restarts services nodes and gateways one by one (SIGTERM, start again) and loses nothing acknowledged", async () => {
     observer = await startNode({ services: [], broker: { transporter: NATS_URL, namespace, nodeID: `observer-${namespace}`, heartbeatInterval: product.heartbeatInterval, heartbeatTimeout: product.heartbeatTimeout } });
