@@ -1,10 +1,10 @@
 /**
- * `npm run bench`: room fan-out, direct messages and connections against
+ * `npm run bench`: room fan-out, direct messages, connections, durable publish and catch-up against
  *   product       the product on one node (SERVICES unset, no transporter)
  *   product-nats  SERVICES=gateway on one node, the other services (presence,rooms[,eventbus]) on another, over NATS
  *   baseline      a minimal plain Socket.IO server (bench/baseline/server.ts)
  * interleaved: every repetition (BENCH_REPS) starts fresh server processes for all targets, runs
- * the connection scenario on each, then the fan-out and direct scenarios in short trials that
+ * the connection scenario on each, then the fan-out, direct and durable scenarios in short trials that
  * alternate between the targets (BENCH_TRIALS each), the order rotating from one repetition and
  * trial to the next. Servers and load generators are separate processes.
  * Prints a markdown table (medians, product/baseline ratios) and writes bench/results/bench.json,
@@ -24,6 +24,7 @@ import type { ScenarioContext, ScenarioResult } from "./scenarios/context";
 import { runConnections } from "./scenarios/connections";
 import { FanoutBench } from "./scenarios/fanout";
 import { DirectBench } from "./scenarios/direct";
+import { DurableBench } from "./scenarios/durable";
 import { sleep } from "./lib/clock";
 
 const ROOT = path.resolve(__dirname, "../..");
@@ -143,7 +144,7 @@ function render(
   const titles = { ...TITLES };
   if (config.natsGateways > 1) titles["product-nats"] = `product, ${config.natsGateways} gateways + NATS`;
   const spec = {
-    rows: rowsFor(config.fanoutRate, config.fanoutLowRate, config.fanoutClients, config.dmRate),
+    rows: rowsFor(config),
     samples,
     columns: targets.map(t => ({ variant: t, title: titles[t] })),
     baseline: "baseline",
@@ -156,7 +157,8 @@ function render(
   const main = table(spec);
   const heading =
     `Medians of ${config.reps} interleaved repetitions; ratios are product/baseline (range over repetitions). ` +
-    `${config.connections} connections, ${config.fanoutClients} fan-out receivers, ${config.dmPairs} DM pairs` +
+    `${config.connections} connections, ${config.fanoutClients} fan-out receivers, ${config.dmPairs} DM pairs, ` +
+    `${config.durableConcurrency} HTTP publishes in flight to ${config.durableSubscribers} subscribers, catch-up of ${config.catchupEvents} events` +
     `${config.messageClass ? `, messages sent as ${config.messageClass}` : ""}. ${machine.cpus} CPUs, Node ${machine.node}.`;
   let output = config.reps > 0 ? `${heading}\n\n${main.markdown}\n` : "";
   let cluster: ReturnType<typeof table> | undefined;
@@ -269,68 +271,63 @@ async function main(): Promise<void> {
       }
     }
 
-    if (config.scenarios.includes("fanout")) {
-      const benches: FanoutBench[] = [];
+    /** Prepares one bench per live target; a target whose set-up fails is left out of the scenario. */
+    const prepared = async <B extends { variant: string; prepare(): Promise<void>; close(): Promise<void> }>(what: string, make: (ctx: ScenarioContext, id: TargetId) => B): Promise<B[]> => {
+      const benches: B[] = [];
       for (const id of live) {
-        const bench = new FanoutBench(up.get(id) as ScenarioContext, id);
+        const bench = make(up.get(id) as ScenarioContext, id);
         try {
           await bench.prepare();
           benches.push(bench);
         } catch (err) {
-          fail(`${id} rep ${rep + 1} fan-out set-up`, err);
+          fail(`${id} rep ${rep + 1} ${what} set-up`, err);
           await bench.close().catch(() => undefined);
         }
       }
-      const trials = async (what: string, run: (b: FanoutBench) => Promise<void>) => {
-        for (let trial = 0; trial < config.trials; trial++) {
-          for (const bench of rotate(benches, trial)) {
-            try {
-              await run(bench);
-            } catch (err) {
-              fail(`${bench.variant} rep ${rep + 1} fan-out ${what}`, err);
-            }
+      return benches;
+    };
+    /** `config.trials` trials of each bench, alternating between the targets, the order rotating per trial. */
+    const alternate = async <B extends { variant: string }>(benches: B[], what: string, run: (b: B) => Promise<void>, trials = config.trials) => {
+      for (let trial = 0; trial < trials; trial++) {
+        for (const bench of rotate(benches, trial)) {
+          try {
+            await run(bench);
+          } catch (err) {
+            fail(`${bench.variant} rep ${rep + 1} ${what}`, err);
           }
         }
-      };
-      await trials("saturation", b => b.saturate(config.fanoutSaturateMs));
-      await trials(`${config.fanoutRate} msg/s`, b => b.fixedRate(config.fanoutRate, config.fanoutRateMs));
-      await trials(`${config.fanoutLowRate} msg/s`, b => b.fixedRate(config.fanoutLowRate, config.fanoutLowRateMs));
-      for (const bench of benches) {
-        keep(bench.variant, rep, "fanout", bench.result());
-        await bench.close().catch(err => fail(`${bench.variant} fan-out close`, err));
       }
+    };
+    const finish = async <B extends { variant: string; result(): ScenarioResult; close(): Promise<void> }>(benches: B[], scenario: string) => {
+      for (const bench of benches) {
+        keep(bench.variant, rep, scenario, bench.result());
+        await bench.close().catch(err => fail(`${bench.variant} ${scenario} close`, err));
+      }
+    };
+
+    if (config.scenarios.includes("fanout")) {
+      const benches = await prepared("fan-out", (ctx, id) => new FanoutBench(ctx, id));
+      await alternate(benches, "fan-out saturation", b => b.saturate(config.fanoutSaturateMs));
+      await alternate(benches, `fan-out ${config.fanoutRate} msg/s`, b => b.fixedRate(config.fanoutRate, config.fanoutRateMs));
+      await alternate(benches, `fan-out ${config.fanoutLowRate} msg/s`, b => b.fixedRate(config.fanoutLowRate, config.fanoutLowRateMs));
+      await finish(benches, "fanout");
       await sleep(500);
     }
 
     if (config.scenarios.includes("direct")) {
-      const benches: DirectBench[] = [];
-      for (const id of live) {
-        const bench = new DirectBench(up.get(id) as ScenarioContext, id);
-        try {
-          await bench.prepare();
-          benches.push(bench);
-        } catch (err) {
-          fail(`${id} rep ${rep + 1} direct set-up`, err);
-          await bench.close().catch(() => undefined);
-        }
-      }
-      const trials = async (what: string, run: (b: DirectBench) => Promise<void>) => {
-        for (let trial = 0; trial < config.trials; trial++) {
-          for (const bench of rotate(benches, trial)) {
-            try {
-              await run(bench);
-            } catch (err) {
-              fail(`${bench.variant} rep ${rep + 1} direct ${what}`, err);
-            }
-          }
-        }
-      };
-      await trials("closed loop", b => b.closedLoop(config.dmSaturateMs));
-      await trials(`${config.dmRate} msg/s`, b => b.fixedRate(config.dmRateMs));
-      for (const bench of benches) {
-        keep(bench.variant, rep, "direct", bench.result());
-        await bench.close().catch(err => fail(`${bench.variant} direct close`, err));
-      }
+      const benches = await prepared("direct", (ctx, id) => new DirectBench(ctx, id));
+      await alternate(benches, "direct closed loop", b => b.closedLoop(config.dmSaturateMs));
+      await alternate(benches, `direct ${config.dmRate} msg/s`, b => b.fixedRate(config.dmRateMs));
+      await finish(benches, "direct");
+    }
+
+    if (config.scenarios.includes("durable")) {
+      const benches = await prepared("durable", (ctx, id) => new DurableBench(ctx, id));
+      await alternate(benches, "durable publish closed loop", b => b.closedLoop(config.durableSaturateMs));
+      await alternate(benches, `durable publish ${config.durableRate}/s`, b => b.fixedRate(config.durableRateMs));
+      await alternate(benches, "catch-up fill", b => b.fill(), 1);
+      await alternate(benches, "catch-up", b => b.catchup());
+      await finish(benches, "durable");
     }
 
     for (const id of live) {

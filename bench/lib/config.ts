@@ -13,8 +13,8 @@ function int(name: string, fallback: number, min = 0): number {
 export type TargetId = "product" | "product-nats" | "baseline" | "product-alt";
 /** The default targets; `product-alt` (one node on the build at BENCH_ALT_DIST) is opt-in, for A/B runs of a change. */
 export const ALL_TARGETS: TargetId[] = ["product", "product-nats", "baseline"];
-export type ScenarioId = "connections" | "fanout" | "direct";
-export const ALL_SCENARIOS: ScenarioId[] = ["connections", "fanout", "direct"];
+export type ScenarioId = "connections" | "fanout" | "direct" | "durable";
+export const ALL_SCENARIOS: ScenarioId[] = ["connections", "fanout", "direct", "durable"];
 const CLASSES = ["CLASS_A", "CLASS_B", "CLASS_C"];
 
 function list<T extends string>(name: string, all: T[], fallback: T[] = all): T[] {
@@ -65,6 +65,16 @@ export interface BenchConfig {
   dmSaturateMs: number;
   dmRate: number;
   dmRateMs: number;
+  /** Durable publish: sockets of the tenant that receive every published event. */
+  durableSubscribers: number;
+  /** HTTP publishes in flight (closed loop), over all load generators. */
+  durableConcurrency: number;
+  durableSaturateMs: number;
+  /** Publishes/s of the latency trial. */
+  durableRate: number;
+  durableRateMs: number;
+  /** Events a resuming client catches up on. */
+  catchupEvents: number;
   cpuProf: boolean;
   writeDocs: boolean;
   maxMinutes: number;
@@ -106,6 +116,12 @@ export function loadBenchConfig(): BenchConfig {
     dmSaturateMs: int("BENCH_DM_SATURATE_MS", 1200, 300),
     dmRate: int("BENCH_DM_RATE", 2000, 1),
     dmRateMs: int("BENCH_DM_RATE_MS", 1000, 200),
+    durableSubscribers: int("BENCH_DURABLE_SUBSCRIBERS", 10, 1),
+    durableConcurrency: int("BENCH_DURABLE_CONCURRENCY", 32, 1),
+    durableSaturateMs: int("BENCH_DURABLE_SATURATE_MS", 1200, 300),
+    durableRate: int("BENCH_DURABLE_RATE", 1000, 1),
+    durableRateMs: int("BENCH_DURABLE_RATE_MS", 1000, 200),
+    catchupEvents: int("BENCH_CATCHUP_EVENTS", 10_000, 1),
     cpuProf: process.env.BENCH_CPU_PROF === "1",
     writeDocs: process.env.BENCH_DOCS === "1",
     maxMinutes: int("BENCH_MAX_MINUTES", 15, 1)

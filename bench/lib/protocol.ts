@@ -38,6 +38,8 @@ export interface ArmCommand {
   group: string;
   /** Posts `progress` (minimum deliveries over the group's sockets) every few ms. */
   progress: boolean;
+  /** The event counted: `message` (default) or `event` (published bus events). */
+  eventName?: "message" | "event";
 }
 
 export interface SnapshotCommand {
@@ -117,6 +119,65 @@ export interface DirectResult {
   errors: Record<string, number>;
 }
 
+/**
+ * HTTP publishers: `POST /api/events/publish` with a `service` token of the tenant, over keep-alive
+ * connections. Closed loop: `concurrency` requests in flight, the next sent on each answer, until
+ * `durationMs` or `maxPublishes` answers; rate mode: `rate` publishes/s.
+ */
+export interface HttpPublishCommand {
+  cmd: "http-publish";
+  url: string;
+  secret: string;
+  tenantId: string;
+  mode: "closed" | "rate";
+  concurrency: number;
+  rate: number;
+  durationMs: number;
+  warmupMs: number;
+  /** 0 = no limit. */
+  maxPublishes: number;
+}
+
+export interface HttpPublishResult {
+  /** Acknowledged (200) inside the measurement window. */
+  acks: number;
+  windowMs: number;
+  /** Acknowledged in all. */
+  acked: number;
+  sent: number;
+  /** Publish → answer latency of the acknowledged ones. */
+  rtt: HistogramData;
+  errors: Record<string, number>;
+  /** Position of the last acknowledged publish (the log's cursor). */
+  lastPosition?: string;
+}
+
+/**
+ * Catch-up: one new client of the tenant connects with `auth.lastEventId` and counts the `event`s
+ * replayed to it until `expect` arrived.
+ */
+export interface CatchupCommand {
+  cmd: "catchup";
+  url: string;
+  secret: string;
+  tenantId: string;
+  userId: string;
+  lastEventId: string;
+  expect: number;
+  timeoutMs: number;
+  localAddress: string;
+}
+
+export interface CatchupResult {
+  received: number;
+  recovered: boolean;
+  /** Socket created → `connected`, and → the `expect`-th event. */
+  connectedMs: number;
+  doneMs: number;
+  /** Replayed events out of log order (0 expected). */
+  outOfOrder: number;
+}
+
 export interface CloseCommand {
   cmd: "close";
   group: string;
@@ -147,7 +208,7 @@ export interface ReachResult {
   errors: Record<string, number>;
 }
 
-export type Command = ConnectCommand | ArmCommand | SnapshotCommand | RecordCommand | StatsCommand | PublishCommand | DirectCommand | ReachCommand | CloseCommand;
+export type Command = ConnectCommand | ArmCommand | SnapshotCommand | RecordCommand | StatsCommand | PublishCommand | DirectCommand | ReachCommand | HttpPublishCommand | CatchupCommand | CloseCommand;
 export type CommandMessage = Command & { id: number };
 
 export interface ReplyMessage {

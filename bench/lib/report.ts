@@ -3,6 +3,8 @@
  * (stdout), and the SVG chart (no dependencies: the bench writes the markup itself).
  */
 
+import type { BenchConfig } from "./config";
+
 export type Samples = Record<string, Record<string, number[]>>; // variant → metric → one value per repetition
 
 export interface Row {
@@ -16,7 +18,7 @@ export interface Row {
   chart?: boolean;
 }
 
-export function rowsFor(fanoutRate: number, fanoutLowRate: number, fanoutClients: number, dmRate: number): Row[] {
+export function rowsFor({ fanoutRate, fanoutLowRate, fanoutClients, dmRate, durableRate, durableSubscribers, catchupEvents }: BenchConfig): Row[] {
   const fanoutLoad = `${fanoutRate} msg/s × ${fanoutClients}`;
   const lightLoad = `${fanoutLowRate} msg/s × ${fanoutClients}`;
   return [
@@ -39,7 +41,16 @@ export function rowsFor(fanoutRate: number, fanoutLowRate: number, fanoutClients
     { key: "heapKiBPerConnection", label: "Gateway JS heap KiB/connection", better: "lower", chart: true },
     { key: "servicesRssKiBPerConnection", label: "Services node RSS KiB/connection", better: "lower" },
     { key: "servicesHeapKiBPerConnection", label: "Services node JS heap KiB/connection", better: "lower" },
-    { key: "unreachedConnections", label: "Connections a direct message did not reach", better: "lower" }
+    { key: "unreachedConnections", label: "Connections a direct message did not reach", better: "lower" },
+    { key: "durablePublishesPerSec", label: "Durable publishes/s (REST, closed loop)", better: "higher", chart: true },
+    { key: "durableServerCpuUsPerPublish", label: "Durable publish server CPU µs/publish", better: "lower", chart: true },
+    { key: "durableAckP50Ms", label: "Durable publish → answer p50 ms (closed loop)", better: "lower" },
+    { key: "durableDeliveryP50Ms", label: `Durable publish → event p50 ms (${durableRate}/s × ${durableSubscribers})`, better: "lower", chart: true },
+    { key: "durableDeliveryP99Ms", label: `Durable publish → event p99 ms (${durableRate}/s × ${durableSubscribers})`, better: "lower", chart: true },
+    { key: "durableUndelivered", label: "Acknowledged events a subscriber did not get", better: "lower" },
+    { key: "catchupEventsPerSec", label: `Catch-up events/s (resume ${catchupEvents} behind)`, better: "higher", chart: true },
+    { key: "catchupServerCpuUsPerEvent", label: "Catch-up server CPU µs/event", better: "lower", chart: true },
+    { key: "catchupOutOfOrder", label: "Catch-up events out of order", better: "lower" }
   ];
 }
 

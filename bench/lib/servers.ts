@@ -76,6 +76,9 @@ function productEnv(config: BenchConfig, port: number, extra: Record<string, str
     // The product's per-connection limits (100 messages/min, 50 000 sockets) would cut the load.
     WS_MESSAGE_RATE_LIMIT: "100000000",
     WS_MAX_CONNECTIONS: "1000000",
+    // 1 000 publishes/s per tenant and 600 REST requests/min per user would cut the durable publish load.
+    EVENT_BUS_PUBLISH_RATE_LIMIT: "100000000",
+    API_RATE_LIMIT: "100000000",
     ...config.productEnv,
     ...extra
   };

@@ -4,11 +4,14 @@
  * addresses) and plays clients: connect, join a room, publish, send direct messages, count and
  * time deliveries. Latencies use the shared clock of ../lib/clock (publish stamp → receipt).
  */
+import { Agent, request } from "node:http";
 import { io, type ManagerOptions, type Socket, type SocketOptions } from "socket.io-client";
 import jwt from "jsonwebtoken";
 import { now, sleep } from "../lib/clock";
 import { Histogram } from "../lib/histogram";
 import type {
+  CatchupCommand,
+  CatchupResult,
   CommandMessage,
   ConnectCommand,
   ConnectResult,
@@ -17,6 +20,8 @@ import type {
   ReachCommand,
   ReachResult,
   DirectResult,
+  HttpPublishCommand,
+  HttpPublishResult,
   ProgressMessage,
   PublishCommand,
   PublishResult,
@@ -138,14 +143,14 @@ async function connect(c: ConnectCommand): Promise<ConnectResult> {
   return { connected, failed, errors, firstStart, lastDone, latency: latency.toData() };
 }
 
-function arm(name: string, progress: boolean): number {
+function arm(name: string, progress: boolean, eventName: "message" | "event" = "message"): number {
   const g = group(name);
   g.received = 0;
   for (const client of g.clients) {
     client.received = 0;
     client.seen = 0;
-    client.socket.off("message");
-    client.socket.on("message", (m: { payload?: { t?: unknown; s?: unknown } }) => {
+    client.socket.off(eventName);
+    client.socket.on(eventName, (m: { payload?: { t?: unknown; s?: unknown } }) => {
       client.received += 1;
       g.received += 1;
       const s = m?.payload?.s;
@@ -285,6 +290,131 @@ async function direct(c: DirectCommand): Promise<DirectResult> {
   return { acks, windowMs: c.durationMs - c.warmupMs, sent, rtt: rtt.toData(), errors };
 }
 
+const DURABLE_TYPE = "bench.durable";
+
+async function httpPublish(c: HttpPublishCommand): Promise<HttpPublishResult> {
+  const token = jwt.sign({ tenantId: c.tenantId, userId: "bench-publisher", role: "service" }, c.secret, { algorithm: "HS256", expiresIn: "2h" });
+  const { hostname, port } = new URL(c.url);
+  const agent = new Agent({ keepAlive: true, maxSockets: Math.max(1, c.concurrency) });
+  const rtt = new Histogram();
+  const errors: Record<string, number> = {};
+  const startedAt = now();
+  const measureFrom = startedAt + c.warmupMs;
+  const end = startedAt + c.durationMs;
+  let acks = 0;
+  let acked = 0;
+  let sent = 0;
+  let lastPosition: string | undefined;
+  const limitReached = () => c.maxPublishes > 0 && acked >= c.maxPublishes;
+  const publishOne = (): Promise<void> =>
+    new Promise(resolve => {
+      const t0 = now();
+      const body = JSON.stringify({ eventType: DURABLE_TYPE, payload: { s: sent++, t: t0 } });
+      const req = request(
+        {
+          agent,
+          host: hostname,
+          port: Number(port),
+          method: "POST",
+          path: "/api/events/publish",
+          headers: { authorization: `Bearer ${token}`, "x-tenant-id": c.tenantId, "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+        },
+        res => {
+          const chunks: Buffer[] = [];
+          res.on("data", (chunk: Buffer) => chunks.push(chunk));
+          res.on("end", () => {
+            const t = now();
+            if (res.statusCode === 200) {
+              acked += 1;
+              const answer = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { position?: string };
+              if (typeof answer.position === "string") lastPosition = answer.position;
+              if (t >= measureFrom && t <= end) {
+                acks += 1;
+                rtt.record((t - t0) * 1000);
+              }
+            } else {
+              bump(errors, `http ${res.statusCode}`);
+            }
+            resolve();
+          });
+        }
+      );
+      req.on("error", err => {
+        bump(errors, err.message.slice(0, 60));
+        resolve();
+      });
+      req.end(body);
+    });
+  if (c.mode === "closed") {
+    const lane = async () => {
+      while (now() < end && !limitReached()) await publishOne();
+    };
+    await Promise.all(Array.from({ length: c.concurrency }, lane));
+  } else {
+    const interval = 1000 / c.rate;
+    const inFlight = new Set<Promise<void>>();
+    let n = 0;
+    for (;;) {
+      const t = now();
+      if (t >= end) break;
+      while (startedAt + n * interval <= t) {
+        n += 1;
+        const p = publishOne().then(() => void inFlight.delete(p));
+        inFlight.add(p);
+      }
+      await sleep(Math.max(0, startedAt + n * interval - now()));
+    }
+    await Promise.all(inFlight);
+  }
+  agent.destroy();
+  return { acks, windowMs: c.durationMs - c.warmupMs, acked, sent, rtt: rtt.toData(), errors, ...(lastPosition ? { lastPosition } : {}) };
+}
+
+/** The log offset of a position (`<epoch>.<offset>` in the product, `b.<n>` in the baseline). */
+const offsetOf = (position: unknown) => (typeof position === "string" ? Number(position.slice(position.lastIndexOf(".") + 1)) : Number.NaN);
+
+function catchup(c: CatchupCommand): Promise<CatchupResult> {
+  const token = jwt.sign({ tenantId: c.tenantId, userId: c.userId }, c.secret, { algorithm: "HS256", expiresIn: "2h" });
+  return new Promise((resolve, reject) => {
+    const started = now();
+    const socket = io(c.url, {
+      transports: ["websocket"],
+      auth: { token, lastEventId: c.lastEventId },
+      reconnection: false,
+      forceNew: true,
+      timeout: c.timeoutMs,
+      localAddress: c.localAddress
+    } as Partial<ManagerOptions & SocketOptions>);
+    let received = 0;
+    let outOfOrder = 0;
+    let last = offsetOf(c.lastEventId);
+    let connectedMs = Number.NaN;
+    let recovered = false;
+    const finish = (error?: string) => {
+      clearTimeout(timer);
+      socket.removeAllListeners();
+      socket.close();
+      if (error) reject(new Error(`catch-up: ${error} after ${received}/${c.expect} events`));
+      else resolve({ received, recovered, connectedMs, doneMs: now() - started, outOfOrder });
+    };
+    const timer = setTimeout(() => finish("timeout"), c.timeoutMs);
+    socket.once("connect_error", (err: Error & { data?: { code?: string } }) => finish(`connect_error ${err.data?.code ?? err.message}`));
+    socket.on("error", (body: { code?: string }) => finish(`error ${String(body?.code)}`));
+    socket.once("connected", (body: { recovered?: boolean }) => {
+      connectedMs = now() - started;
+      recovered = body?.recovered === true;
+      if (!recovered) finish("not recovered");
+    });
+    socket.on("event", (event: { eventType?: unknown; position?: unknown }) => {
+      if (event?.eventType !== DURABLE_TYPE) return;
+      const offset = offsetOf(event.position);
+      if (!(offset > last)) outOfOrder += 1;
+      last = offset;
+      if (++received >= c.expect) finish();
+    });
+  });
+}
+
 const REACH_TYPE = "bench.reach";
 
 async function reach(c: ReachCommand): Promise<ReachResult> {
@@ -358,7 +488,7 @@ async function handle(msg: CommandMessage): Promise<unknown> {
     case "connect":
       return connect(msg);
     case "arm":
-      return arm(msg.group, msg.progress);
+      return arm(msg.group, msg.progress, msg.eventName);
     case "record": {
       const g = group(msg.group);
       if (msg.on) g.latency.reset();
@@ -380,6 +510,10 @@ async function handle(msg: CommandMessage): Promise<unknown> {
       return direct(msg);
     case "reach":
       return reach(msg);
+    case "http-publish":
+      return httpPublish(msg);
+    case "catchup":
+      return catchup(msg);
     case "close":
       return close(msg.group);
   }
