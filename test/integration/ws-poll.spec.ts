@@ -176,8 +176,14 @@ for (const variant of variants) {
       // The publisher runs all along, from another place (the server push API).
       let published = 0;
       let abandoned = false;
+      // The last third waits for the second WebSocket, so that some events are certain to arrive on it
+      // (otherwise a fast final poll can take every event and leave nothing for ws2 to prove).
+      let releaseTail = () => {};
+      const tailReleased = new Promise<void>(resolve => { releaseTail = resolve; });
       const publisher = (async () => {
         while (published < total && !abandoned) {
+          if (published === Math.round(total * 0.7)) await tailReleased;
+          if (abandoned) break;
           await notify("roamer", { n: published });
           published += 1;
           // Slow while the client is on its first WebSocket and polling, a burst while it reconnects.
@@ -206,6 +212,7 @@ for (const variant of variants) {
         expect(ws2.connected.payload).toMatchObject({ recovered: true, last_poll_id: cursor });
         ws2.ws.on("message", data => record("ws2")(JSON.parse(data.toString())));
         for (const f of ws2.frames) record("ws2")(f);
+        releaseTail();
         await publisher;
         while (!seen.some(s => s.n === total - 1)) await settle(10);
         await settle(200);
@@ -216,6 +223,7 @@ for (const variant of variants) {
         expect(new Set(seen.map(s => s.via))).toEqual(new Set(["ws1", "poll", "ws2"]));
       } finally {
         abandoned = true;
+        releaseTail();
         await publisher;
       }
     }, 30_000);
