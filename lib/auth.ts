@@ -2,6 +2,7 @@ import { createPublicKey, createSecretKey, type KeyObject } from "node:crypto";
 import jwt, { type Algorithm, type JwtPayload } from "jsonwebtoken";
 import type { Config } from "./config";
 import { authFailed, type RealtimeError } from "./errors";
+import { VerifiedTokenCache } from "./verified-token-cache";
 
 /** Who is calling, as proven by a verified token. The only source of `tenantId` for client calls. */
 export interface Principal {
@@ -74,10 +75,14 @@ export function createTokenVerifier(config: TokenSettings): TokenVerifier {
   const issuer = config.jwtIssuer && config.jwtIssuer.length > 0 ? config.jwtIssuer : undefined;
   const audience = config.jwtAudience && config.jwtAudience.length > 0 ? config.jwtAudience : undefined;
 
+  const verified = new VerifiedTokenCache(clockTolerance);
+
   return {
     verify(token: unknown): Principal {
       if (typeof token !== "string" || token.length === 0) throw authFailed("Missing token");
       if (token.length > 8192) throw authFailed("Malformed token");
+      const known = verified.get(token);
+      if (known) return known;
       const header = decodeHeader(token);
       const alg = typeof header.alg === "string" ? header.alg : "";
       const key = keys.get(alg);
@@ -93,7 +98,9 @@ export function createTokenVerifier(config: TokenSettings): TokenVerifier {
       } catch (err) {
         throw refusal(err);
       }
-      return principalFrom(payload);
+      const principal = principalFrom(payload);
+      verified.set(token, principal);
+      return principal;
     }
   };
 }

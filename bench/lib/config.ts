@@ -70,6 +70,8 @@ export interface BenchConfig {
   /** HTTP publishes in flight (closed loop), over all load generators. */
   durableConcurrency: number;
   durableSaturateMs: number;
+  /** Unmeasured closed-loop publishing before the trials, so no target is measured with a cold JIT. */
+  durableWarmupMs: number;
   /** Publishes/s of the latency trial. */
   durableRate: number;
   durableRateMs: number;
@@ -118,7 +120,8 @@ export function loadBenchConfig(): BenchConfig {
     dmRateMs: int("BENCH_DM_RATE_MS", 1000, 200),
     durableSubscribers: int("BENCH_DURABLE_SUBSCRIBERS", 10, 1),
     durableConcurrency: int("BENCH_DURABLE_CONCURRENCY", 32, 1),
-    durableSaturateMs: int("BENCH_DURABLE_SATURATE_MS", 1200, 300),
+    durableSaturateMs: int("BENCH_DURABLE_SATURATE_MS", 2000, 300),
+    durableWarmupMs: int("BENCH_DURABLE_WARMUP_MS", 1500, 0),
     durableRate: int("BENCH_DURABLE_RATE", 1000, 1),
     durableRateMs: int("BENCH_DURABLE_RATE_MS", 1000, 200),
     catchupEvents: int("BENCH_CATCHUP_EVENTS", 10_000, 1),

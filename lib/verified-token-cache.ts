@@ -1,0 +1,46 @@
+import type { Principal } from "./auth";
+
+/** Enough for every token in use by a busy node's REST callers; ~3 MB at the bound. */
+export const VERIFIED_TOKEN_CACHE_SIZE = 10_000;
+
+/**
+ * Tokens that passed verification, by their exact text, so a caller that sends the same token
+ * on every request (a backend's service token, a polling client) costs one signature check, not
+ * one per request (REST checked it twice: once for the rate-limit bucket, once to authenticate).
+ * The text includes the signature, so the same text verifies the same way, except for time:
+ * a hit is served only while `exp` (with the clock tolerance) has not passed; `nbf` had passed
+ * already. Refused tokens are never kept, so garbage cannot fill it. The oldest entry goes first
+ * when it is full.
+ */
+export class VerifiedTokenCache {
+  private readonly entries = new Map<string, Principal>();
+
+  constructor(
+    private readonly clockToleranceSeconds: number,
+    private readonly maxEntries = VERIFIED_TOKEN_CACHE_SIZE
+  ) {}
+
+  /** The principal a still-valid cached token stands for (a copy: callers may extend it). */
+  get(token: string, nowMs = Date.now()): Principal | undefined {
+    const principal = this.entries.get(token);
+    if (!principal) return undefined;
+    if (principal.exp !== undefined && Math.floor(nowMs / 1000) >= principal.exp + this.clockToleranceSeconds) {
+      this.entries.delete(token);
+      return undefined;
+    }
+    return { ...principal };
+  }
+
+  set(token: string, principal: Principal): void {
+    if (this.maxEntries <= 0) return;
+    if (this.entries.size >= this.maxEntries && !this.entries.has(token)) {
+      const oldest = this.entries.keys().next().value;
+      if (oldest !== undefined) this.entries.delete(oldest);
+    }
+    this.entries.set(token, { ...principal });
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
