@@ -12,6 +12,14 @@ interface TenantLog {
 }
 
 /**
+ * eventIds remembered per tenant, as a multiple of EVENT_BUS_MAX_EVENTS_PER_TENANT: the retained
+ * events and as many dropped ones again, so a late retry of a dropped event is still a duplicate.
+ * Without a bound the index would grow for the whole retention period (7 days by default) while
+ * the events themselves stay capped: the process's memory would grow with traffic, not with the log.
+ */
+export const ID_INDEX_FACTOR = 2;
+
+/**
  * The embedded default: a bounded log per tenant in this process. Durable for the life of the
  * process only; a restart starts a new epoch, so old cursors are answered "history lost".
  */
@@ -36,6 +44,13 @@ export class MemoryEventLog implements EventLog {
     log.events.push({ event: stored, at: now });
     log.ids.set(event.eventId, { position, at: now });
     while (log.events.length > this.limits.maxEventsPerTenant) this.dropOldest(log);
+    const maxIds = this.limits.maxEventsPerTenant * ID_INDEX_FACTOR;
+    while (log.ids.size > maxIds) {
+      // Insertion order is append order: the first key is the oldest id.
+      const oldest = log.ids.keys().next().value;
+      if (oldest === undefined) break;
+      log.ids.delete(oldest);
+    }
     return { event: stored, duplicate: false };
   }
 
