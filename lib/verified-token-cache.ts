@@ -1,4 +1,5 @@
 import type { Principal } from "./auth";
+import { dropOldestBeyond } from "./bounded-map";
 
 /** Enough for every token in use by a busy node's REST callers; ~3 MB at the bound. */
 export const VERIFIED_TOKEN_CACHE_SIZE = 10_000;
@@ -32,12 +33,8 @@ export class VerifiedTokenCache {
   }
 
   set(token: string, principal: Principal): void {
-    if (this.maxEntries <= 0) return;
-    if (this.entries.size >= this.maxEntries && !this.entries.has(token)) {
-      const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.entries.delete(oldest);
-    }
     this.entries.set(token, { ...principal });
+    dropOldestBeyond(this.entries, this.maxEntries);
   }
 
   get size(): number {

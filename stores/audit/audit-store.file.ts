@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, stat, truncate, unlink } from "node:fs/promises";
 import path from "node:path";
+import { dropOldestBeyond } from "../../lib/bounded-map";
 import { canonicalJson } from "../../lib/canonical-json";
 import { GENESIS_ANCHOR, sealNext, type AuditRecord, type ChainAnchor, type ScannedEntry } from "../../lib/audit-chain";
 import { DAY_MS, RECENT_IDS_PER_CHAIN, type AuditEntry, type AuditPage, type AuditQuery, type AuditStore } from "./audit-store";
@@ -335,7 +336,7 @@ function fileNameOf(tenantId: string): string {
 
 function remember(chain: Chain, id: string, index: number): void {
   chain.recent.set(id, index);
-  if (chain.recent.size > RECENT_IDS_PER_CHAIN) chain.recent.delete(chain.recent.keys().next().value as string);
+  dropOldestBeyond(chain.recent, RECENT_IDS_PER_CHAIN);
 }
 
 /** First index whose value is >= target in a (non-decreasing) list; unreadable (NaN) entries never end the search early. */

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { dropOldestBeyond } from "../../lib/bounded-map";
 import { Deque } from "../../lib/deque";
 import { formatPosition, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
 
@@ -44,13 +45,8 @@ export class MemoryEventLog implements EventLog {
     log.events.push({ event: stored, at: now });
     log.ids.set(event.eventId, { position, at: now });
     while (log.events.length > this.limits.maxEventsPerTenant) this.dropOldest(log);
-    const maxIds = this.limits.maxEventsPerTenant * ID_INDEX_FACTOR;
-    while (log.ids.size > maxIds) {
-      // Insertion order is append order: the first key is the oldest id.
-      const oldest = log.ids.keys().next().value;
-      if (oldest === undefined) break;
-      log.ids.delete(oldest);
-    }
+    // Insertion order is append order: the first keys are the oldest ids.
+    dropOldestBeyond(log.ids, this.limits.maxEventsPerTenant * ID_INDEX_FACTOR);
     return { event: stored, duplicate: false };
   }
 
