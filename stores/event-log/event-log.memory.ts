@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { dropOldestBeyond } from "../../lib/bounded-map";
 import { Deque } from "../../lib/deque";
-import { formatPosition, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
+import { formatPosition, ID_INDEX_FACTOR, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
 
 interface TenantLog {
   /** Retained events, oldest first; `events.at(0)` has offset `firstOffset`. */
@@ -11,14 +11,6 @@ interface TenantLog {
   /** eventId → position and when it was appended, for idempotency within retention. */
   ids: Map<string, { position: string; at: number }>;
 }
-
-/**
- * eventIds remembered per tenant, as a multiple of EVENT_BUS_MAX_EVENTS_PER_TENANT: the retained
- * events and as many dropped ones again, so a late retry of a dropped event is still a duplicate.
- * Without a bound the index would grow for the whole retention period (7 days by default) while
- * the events themselves stay capped: the process's memory would grow with traffic, not with the log.
- */
-export const ID_INDEX_FACTOR = 2;
 
 /**
  * The embedded default: a bounded log per tenant in this process. Durable for the life of the

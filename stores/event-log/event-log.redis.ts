@@ -2,20 +2,22 @@ import { randomBytes } from "node:crypto";
 import type Redis from "ioredis";
 import { tenantKey } from "../../lib/keys";
 import { defineScript, type LuaScript } from "../redis-connection";
-import { formatPosition, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
+import { formatPosition, ID_INDEX_FACTOR, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
 
 /*
  * One Redis Stream per tenant (every key prefixed with REDIS_KEY_PREFIX):
  *   t:<tenant>:events            stream  field `e` = the event as JSON; ids are Redis time "ms-seq"
  *   t:<tenant>:events:epoch      string  the epoch of this stream; a new one after the stream is lost
  *   t:<tenant>:events:trimmed    string  id of the newest entry trimmed so far
- *   t:<tenant>:events:id:<id>    string  position of an eventId, expiring with the retention period
+ *   t:<tenant>:events:ids        hash    eventId → position, for idempotency
+ *   t:<tenant>:events:idorder    list    "<stream id> <eventId>" in append order, to bound `ids`
  * Redis 7.0 does not move `max-deleted-entry-id` on XTRIM, so trimming records the newest id it
  * removes; a cursor older than that has lost history. Retention is measured on Redis' clock, the
- * same clock that stamps the stream ids.
+ * same clock that stamps the stream ids. The id index keeps at most ID_INDEX_FACTOR × the event cap
+ * and nothing older than retention, so Redis' memory is bounded by the log, not by the traffic.
  */
 
-// KEYS: stream, trimmed; ARGV (from index `base`): maxLen, retentionMs
+// Shared by the scripts below. Keys are passed in, never built in Lua.
 const TRIM_FUNCTION = `
 local function older_than(id, bound)
   local ims, iseq = string.match(id, '(%d+)-(%d+)')
@@ -23,7 +25,42 @@ local function older_than(id, bound)
   ims, iseq, bms, bseq = tonumber(ims), tonumber(iseq), tonumber(bms), tonumber(bseq)
   return ims < bms or (ims == bms and iseq < bseq)
 end
-local function trim(stream, trimmedKey, maxLen, retentionMs)
+local function min_id(retentionMs)
+  local t = redis.call('TIME')
+  local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return string.format('%d', math.max(0, nowMs - retentionMs)) .. '-0'
+end
+local function stream_id_of(entry)
+  return string.sub(entry, 1, string.find(entry, ' ', 1, true) - 1)
+end
+-- Forgets the n oldest eventIds, in chunks that stay below Lua's unpack limit.
+local function drop_ids(idsKey, orderKey, n)
+  while n > 0 do
+    local gone = redis.call('LPOP', orderKey, math.min(n, 1000))
+    if not gone then return end
+    local names = {}
+    for i, entry in ipairs(gone) do names[i] = string.sub(entry, string.find(entry, ' ', 1, true) + 1) end
+    redis.call('HDEL', idsKey, unpack(names))
+    n = n - #gone
+  end
+end
+local function trim_ids(idsKey, orderKey, maxIds, minId)
+  local excess = redis.call('LLEN', orderKey) - maxIds
+  if excess > 0 then drop_ids(idsKey, orderKey, excess) end
+  -- The order list is in stream-id order, so the expired ids are a prefix of it. LINDEX first:
+  -- the common case (nothing expired) must cost one command, not a range read.
+  local first = redis.call('LINDEX', orderKey, 0)
+  while first and older_than(stream_id_of(first), minId) do
+    local chunk = redis.call('LRANGE', orderKey, 0, 999)
+    local n = 0
+    for _, entry in ipairs(chunk) do
+      if older_than(stream_id_of(entry), minId) then n = n + 1 else break end
+    end
+    drop_ids(idsKey, orderKey, n)
+    first = redis.call('LINDEX', orderKey, 0)
+  end
+end
+local function trim(stream, trimmedKey, maxLen, minId)
   local lastGone = nil
   local excess = redis.call('XLEN', stream) - maxLen
   if excess > 0 then
@@ -31,9 +68,6 @@ local function trim(stream, trimmedKey, maxLen, retentionMs)
     lastGone = gone[#gone][1]
     redis.call('XTRIM', stream, 'MAXLEN', maxLen)
   end
-  local t = redis.call('TIME')
-  local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  local minId = string.format('%d', math.max(0, nowMs - retentionMs)) .. '-0'
   -- Only when the oldest entry is expired: XREVRANGE from a bound below every entry walks the
   -- whole stream, so it must not run on every append.
   local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
@@ -47,27 +81,35 @@ local function trim(stream, trimmedKey, maxLen, retentionMs)
 end
 `;
 
-// KEYS: stream, epoch, idKey, trimmed; ARGV: newEpoch, json, maxLen, retentionMs
+// KEYS: stream, epoch, ids, trimmed, idorder; ARGV: newEpoch, json, maxLen, retentionMs, eventId, maxIds
 const APPEND = `${TRIM_FUNCTION}
-local known = redis.call('GET', KEYS[3])
-if known then return {0, known} end
+local minId = min_id(tonumber(ARGV[4]))
 local epoch = redis.call('GET', KEYS[2])
 if not epoch or redis.call('EXISTS', KEYS[1]) == 0 then
+  -- A lost stream takes its history with it: ids that pointed into it no longer answer.
   epoch = ARGV[1]
   redis.call('SET', KEYS[2], epoch)
-  redis.call('DEL', KEYS[4])
+  redis.call('DEL', KEYS[4], KEYS[3], KEYS[5])
 end
+local known = redis.call('HGET', KEYS[3], ARGV[5])
+if known and not older_than(string.match(known, '%.(.*)$'), minId) then return {0, known} end
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[2])
-trim(KEYS[1], KEYS[4], tonumber(ARGV[3]), tonumber(ARGV[4]))
+trim(KEYS[1], KEYS[4], tonumber(ARGV[3]), minId)
 local position = epoch .. '.' .. id
-redis.call('SET', KEYS[3], position, 'PX', ARGV[4])
+-- Trim before adding: an expired entry for this same eventId must go before the new one is set,
+-- or dropping it would delete the new mapping.
+trim_ids(KEYS[3], KEYS[5], tonumber(ARGV[6]) - 1, minId)
+redis.call('HSET', KEYS[3], ARGV[5], position)
+redis.call('RPUSH', KEYS[5], id .. ' ' .. ARGV[5])
 return {1, position}
 `;
 
-// KEYS: stream, trimmed; ARGV: maxLen, retentionMs
+// KEYS: stream, trimmed, ids, idorder; ARGV: maxLen, retentionMs, maxIds
 const TRIM = `${TRIM_FUNCTION}
+local minId = min_id(tonumber(ARGV[2]))
 local before = redis.call('XLEN', KEYS[1])
-trim(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
+trim(KEYS[1], KEYS[2], tonumber(ARGV[1]), minId)
+trim_ids(KEYS[3], KEYS[4], tonumber(ARGV[3]), minId)
 return before - redis.call('XLEN', KEYS[1])
 `;
 
@@ -113,8 +155,8 @@ export class RedisEventLog implements EventLog {
   async append(tenantId: string, event: BusEvent, _now: number): Promise<AppendResult> {
     const json = JSON.stringify(event);
     const [written, position] = (await this.appendScript(
-      [this.streamKey(tenantId), this.epochKey(tenantId), this.idKey(tenantId, event.eventId), this.trimmedKey(tenantId)],
-      [newEpoch(), json, this.limits.maxEventsPerTenant, this.limits.retentionMs]
+      [this.streamKey(tenantId), this.epochKey(tenantId), this.idsKey(tenantId), this.trimmedKey(tenantId), this.idOrderKey(tenantId)],
+      [newEpoch(), json, this.limits.maxEventsPerTenant, this.limits.retentionMs, event.eventId, this.maxIds()]
     )) as [number, string];
     if (written === 1) return { event: { ...event, position }, duplicate: false };
     const original = await this.eventAt(tenantId, position);
@@ -162,7 +204,10 @@ export class RedisEventLog implements EventLog {
 
   /** Trims by Redis' clock (see append); `now` is ignored. */
   async trim(tenantId: string, _now: number) {
-    return (await this.trimScript([this.streamKey(tenantId), this.trimmedKey(tenantId)], [this.limits.maxEventsPerTenant, this.limits.retentionMs])) as number;
+    return (await this.trimScript(
+      [this.streamKey(tenantId), this.trimmedKey(tenantId), this.idsKey(tenantId), this.idOrderKey(tenantId)],
+      [this.limits.maxEventsPerTenant, this.limits.retentionMs, this.maxIds()]
+    )) as number;
   }
 
   async close() {
@@ -186,8 +231,14 @@ export class RedisEventLog implements EventLog {
   private trimmedKey(tenantId: string) {
     return `${this.prefix}:${tenantKey(tenantId, "events", "trimmed")}`;
   }
-  private idKey(tenantId: string, eventId: string) {
-    return `${this.prefix}:${tenantKey(tenantId, "events", "id", eventId)}`;
+  private idsKey(tenantId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "events", "ids")}`;
+  }
+  private idOrderKey(tenantId: string) {
+    return `${this.prefix}:${tenantKey(tenantId, "events", "idorder")}`;
+  }
+  private maxIds() {
+    return this.limits.maxEventsPerTenant * ID_INDEX_FACTOR;
   }
 }
 

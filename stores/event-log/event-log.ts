@@ -59,7 +59,8 @@ export interface EventLogStats {
 export interface EventLog {
   /**
    * Appends an event to its tenant's log. Resolves only once the backend holds it; rejects when
-   * the backend is unreachable (never a false success). Idempotent by eventId within retention.
+   * the backend is unreachable (never a false success). Idempotent by eventId for the newest
+   * `ID_INDEX_FACTOR × maxEventsPerTenant` eventIds of the tenant that are within retention.
    */
   append(tenantId: string, event: BusEvent, now: number): Promise<AppendResult>;
 
@@ -77,6 +78,15 @@ export interface EventLog {
 
   close(): Promise<void>;
 }
+
+/**
+ * eventIds remembered per tenant, as a multiple of EVENT_BUS_MAX_EVENTS_PER_TENANT: the retained
+ * events and as many dropped ones again, so a late retry of a dropped event is still a duplicate.
+ * Without a bound the index would grow for the whole retention period (7 days by default) while
+ * the events themselves stay capped: memory (the process's, or Redis') would grow with traffic,
+ * not with the log.
+ */
+export const ID_INDEX_FACTOR = 2;
 
 export interface EventLogLimits {
   /** Events older than this are trimmed (EVENT_BUS_RETENTION_PERIOD, ms). */

@@ -6,6 +6,7 @@ import {
   parsePosition,
   type BusEvent,
   type EventLog,
+  ID_INDEX_FACTOR,
   type EventLogLimits,
   type StoredEvent
 } from "../../stores/event-log/event-log";
@@ -241,6 +242,71 @@ for (const backend of backends) {
         expect(ids(all)).toEqual(["before", "same"]);
         expect(all[1]).toEqual(winner);
       });
+    });
+
+    describe("idempotency index bound", () => {
+      const cap = 5;
+      const window = cap * ID_INDEX_FACTOR;
+
+      it("remembers the newest ID_INDEX_FACTOR × cap eventIds, beyond the retained events, then forgets the oldest", async () => {
+        const log = h.open({ maxEventsPerTenant: cap });
+        const total = window + 3;
+        const stored = await appendMany(log, "t1", total, 0); // e0..e12
+        // Dropped from the log but still within the window: a retry is a duplicate at its first position.
+        const oldestRemembered = total - window;
+        const remembered = await log.append("t1", ev("t1", `e${oldestRemembered}`), T0 + 1);
+        expect(remembered).toEqual({ duplicate: true, event: { ...ev("t1", `e${oldestRemembered}`), position: stored[oldestRemembered].position } });
+        expect(ids(await readAll(log, "t1"))).toEqual(["e8", "e9", "e10", "e11", "e12"]);
+        // Older than the window: forgotten, so it is appended again as a new event.
+        const forgotten = await log.append("t1", ev("t1", "e0"), T0 + 2);
+        expect(forgotten.duplicate).toBe(false);
+        expect(comparePositions(stored[total - 1].position, forgotten.event.position)).toBe(-1);
+        // Each tenant has its own window.
+        expect((await log.append("t2", ev("t2", "e0"), T0 + 3)).duplicate).toBe(false);
+      });
+
+      if (backend.usesRedis) {
+        it("holds the index in Redis to the window under sustained traffic", async () => {
+          const log = h.open({ maxEventsPerTenant: cap });
+          await Promise.all(Array.from({ length: 300 }, (_, i) => log.append("t1", ev("t1", `s${i}`), T0)));
+          const idsKey = `${h.prefix()}:t:t1:events:ids`;
+          const orderKey = `${h.prefix()}:t:t1:events:idorder`;
+          expect(await h.redis().hlen(idsKey)).toBe(window);
+          expect(await h.redis().llen(orderKey)).toBe(window);
+          // One key per tenant for the index, not one per eventId.
+          expect(await keysUnder(h.redis(), h.prefix())).toEqual(
+            ["events", "events:epoch", "events:idorder", "events:ids", "events:trimmed"].map(k => `${h.prefix()}:t:t1:${k}`).sort()
+          );
+        });
+
+        it("forgets eventIds older than the retention period by Redis' clock, on append and on trim()", async () => {
+          const log = h.open({ retentionMs: 1000 });
+          const first = await appendMany(log, "t1", 3, 1);
+          expect((await log.append("t1", ev("t1", "e1"), T0)).duplicate).toBe(true);
+          await sleep(1100);
+          expect(await log.trim("t1", 0)).toBe(3);
+          expect(await h.redis().hlen(`${h.prefix()}:t:t1:events:ids`)).toBe(0);
+          expect(await h.redis().llen(`${h.prefix()}:t:t1:events:idorder`)).toBe(0);
+          const again = await log.append("t1", ev("t1", "e1"), T0);
+          expect(again.duplicate).toBe(false);
+          expect(again.event.position).not.toBe(first[0].position);
+          // Expired but not yet trimmed: an append answers it as new, never with the stale position.
+          await sleep(1100);
+          const late = await log.append("t1", ev("t1", "e1"), T0);
+          expect(late.duplicate).toBe(false);
+          expect(comparePositions(again.event.position, late.event.position)).toBe(-1);
+        });
+      } else {
+        it("forgets eventIds older than the retention period by the given clock", async () => {
+          const R = 60_000;
+          const log = h.open({ retentionMs: R });
+          const first = await appendMany(log, "t1", 3, 1, T0);
+          expect((await log.append("t1", ev("t1", "e1"), T0 + R)).duplicate).toBe(true);
+          const again = await log.append("t1", ev("t1", "e1"), T0 + R + 1);
+          expect(again.duplicate).toBe(false);
+          expect(again.event.position).not.toBe(first[0].position);
+        });
+      }
     });
 
     describe("read", () => {
@@ -667,14 +733,14 @@ describe("createEventLog resolver", () => {
       expect(await keysUnder(client, prefix)).toEqual([
         `${prefix}:t:t%3A1:events`,
         `${prefix}:t:t%3A1:events:epoch`,
-        `${prefix}:t:t%3A1:events:id:e%2F1`
+        `${prefix}:t:t%3A1:events:idorder`,
+        `${prefix}:t:t%3A1:events:ids`
       ]);
       expect(await client.xlen(`${prefix}:t:t%3A1:events`)).toBe(1);
       expect(await client.get(`${prefix}:t:t%3A1:events:epoch`)).toBe(parsePosition(event.position)?.epoch);
-      expect(await client.get(`${prefix}:t:t%3A1:events:id:e%2F1`)).toBe(event.position);
-      const ttl = await client.pttl(`${prefix}:t:t%3A1:events:id:e%2F1`);
-      expect(ttl).toBeGreaterThan(0);
-      expect(ttl).toBeLessThanOrEqual(WEEK);
+      // The eventId is a hash field, not part of a key: kept as sent.
+      expect(await client.hgetall(`${prefix}:t:t%3A1:events:ids`)).toEqual({ "e/1": event.position });
+      expect(await client.lrange(`${prefix}:t:t%3A1:events:idorder`, 0, -1)).toEqual([`${parsePosition(event.position)?.offset.join("-")} e/1`]);
     } finally {
       await log.close();
       await dropPrefix(prefix);
