@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, stat, truncate, unlink } from "node:fs/promises";
 import path from "node:path";
-import { dropOldestBeyond } from "../../lib/bounded-map";
+import { FifoMap } from "../../lib/fifo-map";
 import { canonicalJson } from "../../lib/canonical-json";
 import { GENESIS_ANCHOR, sealNext, type AuditRecord, type ChainAnchor, type ScannedEntry } from "../../lib/audit-chain";
 import { DAY_MS, RECENT_IDS_PER_CHAIN, type AuditEntry, type AuditPage, type AuditQuery, type AuditStore } from "./audit-store";
@@ -39,7 +39,7 @@ interface Chain {
   /** The last readable record (or the anchor), which the next append chains to. */
   head: { seq: number; hash: string; atMs: number };
   /** Recently appended ids → line index, to answer retried appends. */
-  recent: Map<string, number>;
+  recent: FifoMap<string, number>;
   pending: Array<{ entry: AuditEntry; now: number; resolve: (r: { record: AuditRecord; duplicate: boolean }) => void; reject: (err: unknown) => void }>;
   flushScheduled: boolean;
   /** Tail of the chain's mutex: every write and every purge runs after the previous one. */
@@ -163,7 +163,7 @@ export class FileAuditStore implements AuditStore {
       offsets: [],
       ats: [],
       head: { seq: 0, hash: GENESIS_ANCHOR.hash, atMs: 0 },
-      recent: new Map(),
+      recent: new FifoMap(RECENT_IDS_PER_CHAIN),
       pending: [],
       flushScheduled: false,
       lock: Promise.resolve()
@@ -336,7 +336,6 @@ function fileNameOf(tenantId: string): string {
 
 function remember(chain: Chain, id: string, index: number): void {
   chain.recent.set(id, index);
-  dropOldestBeyond(chain.recent, RECENT_IDS_PER_CHAIN);
 }
 
 /** First index whose value is >= target in a (non-decreasing) list; unreadable (NaN) entries never end the search early. */

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { dropOldestBeyond } from "../../lib/bounded-map";
+import { FifoMap } from "../../lib/fifo-map";
 import { Deque } from "../../lib/deque";
 import { formatPosition, ID_INDEX_FACTOR, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
 
@@ -8,8 +8,8 @@ interface TenantLog {
   events: Deque<{ event: StoredEvent; at: number }>;
   firstOffset: number;
   nextOffset: number;
-  /** eventId → position and when it was appended, for idempotency within retention. */
-  ids: Map<string, { position: string; at: number }>;
+  /** eventId → position and when it was appended, for idempotency within retention; oldest first. */
+  ids: FifoMap<string, { position: string; at: number }>;
 }
 
 /**
@@ -37,8 +37,6 @@ export class MemoryEventLog implements EventLog {
     log.events.push({ event: stored, at: now });
     log.ids.set(event.eventId, { position, at: now });
     while (log.events.length > this.limits.maxEventsPerTenant) this.dropOldest(log);
-    // Insertion order is append order: the first keys are the oldest ids.
-    dropOldestBeyond(log.ids, this.limits.maxEventsPerTenant * ID_INDEX_FACTOR);
     return { event: stored, duplicate: false };
   }
 
@@ -90,10 +88,8 @@ export class MemoryEventLog implements EventLog {
       this.dropOldest(log);
       dropped += 1;
     }
-    for (const [eventId, entry] of log.ids) {
-      if (entry.at >= cutoff) break; // insertion order = time order
-      log.ids.delete(eventId);
-    }
+    // Insertion order is time order: the expired ids are the oldest ones.
+    while ((log.ids.oldest()?.at ?? cutoff) < cutoff) log.ids.dropOldest();
     return dropped;
   }
 
@@ -110,7 +106,7 @@ export class MemoryEventLog implements EventLog {
   private log(tenantId: string): TenantLog {
     let log = this.tenants.get(tenantId);
     if (!log) {
-      log = { events: new Deque(), firstOffset: 0, nextOffset: 0, ids: new Map() };
+      log = { events: new Deque(), firstOffset: 0, nextOffset: 0, ids: new FifoMap(this.limits.maxEventsPerTenant * ID_INDEX_FACTOR) };
       this.tenants.set(tenantId, log);
     }
     return log;

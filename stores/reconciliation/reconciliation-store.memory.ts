@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { FifoMap } from "../../lib/fifo-map";
 import {
   checkVersions,
   type ApplyOptions,
@@ -22,8 +23,8 @@ interface TenantData {
   byVersion: Map<number, string>;
   /** Contiguous: changes[i].version === trimmedThrough + 1 + i. */
   changes: Change[];
-  /** In the order recorded, so the oldest are at the front. */
-  records: Map<string, OperationRecord>;
+  /** operationId → outcome, oldest first (dropped after the operation retention). */
+  records: FifoMap<string, OperationRecord>;
 }
 
 const entityKey = (entityType: string, entityId: string) => JSON.stringify([entityType, entityId]);
@@ -41,7 +42,7 @@ export class MemoryReconciliationStore implements ReconciliationStore {
   private tenant(tenantId: string): TenantData {
     let data = this.tenants.get(tenantId);
     if (!data) {
-      data = { epoch: randomBytes(4).toString("hex"), seq: 0, trimmedThrough: 0, entities: new Map(), byVersion: new Map(), changes: [], records: new Map() };
+      data = { epoch: randomBytes(4).toString("hex"), seq: 0, trimmedThrough: 0, entities: new Map(), byVersion: new Map(), changes: [], records: new FifoMap() };
       this.tenants.set(tenantId, data);
     }
     return data;
@@ -90,10 +91,7 @@ export class MemoryReconciliationStore implements ReconciliationStore {
       tenant.trimmedThrough = keepFrom;
     }
     const cutoff = now - this.limits.operationRetentionMs;
-    for (const [id, record] of tenant.records) {
-      if (record.recordedAt >= cutoff) break;
-      tenant.records.delete(id);
-    }
+    while ((tenant.records.oldest()?.recordedAt ?? cutoff) < cutoff) tenant.records.dropOldest();
   }
 
   async head(tenantId: string): Promise<TenantHead> {
