@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { Deque } from "../../lib/deque";
 import { FifoMap } from "../../lib/fifo-map";
 import {
   checkVersions,
@@ -21,8 +22,9 @@ interface TenantData {
   entities: Map<string, EntityState>;
   /** version → entity key, in version order (a changed entity moves to the end). */
   byVersion: Map<number, string>;
-  /** Contiguous: changes[i].version === trimmedThrough + 1 + i. */
-  changes: Change[];
+  /** Contiguous: changes.at(i).version === trimmedThrough + 1 + i. A deque: trimming one change
+   * per write from an array's front moved all RECONCILIATION_HISTORY_SIZE others. */
+  changes: Deque<Change>;
   /** operationId → outcome, oldest first (dropped after the operation retention). */
   records: FifoMap<string, OperationRecord>;
 }
@@ -42,7 +44,7 @@ export class MemoryReconciliationStore implements ReconciliationStore {
   private tenant(tenantId: string): TenantData {
     let data = this.tenants.get(tenantId);
     if (!data) {
-      data = { epoch: randomBytes(4).toString("hex"), seq: 0, trimmedThrough: 0, entities: new Map(), byVersion: new Map(), changes: [], records: new FifoMap() };
+      data = { epoch: randomBytes(4).toString("hex"), seq: 0, trimmedThrough: 0, entities: new Map(), byVersion: new Map(), changes: new Deque(), records: new FifoMap() };
       this.tenants.set(tenantId, data);
     }
     return data;
@@ -86,9 +88,9 @@ export class MemoryReconciliationStore implements ReconciliationStore {
 
   private trim(tenant: TenantData, now: number): void {
     const keepFrom = tenant.seq - this.limits.historySize;
-    if (keepFrom > tenant.trimmedThrough) {
-      tenant.changes.splice(0, keepFrom - tenant.trimmedThrough);
-      tenant.trimmedThrough = keepFrom;
+    while (tenant.trimmedThrough < keepFrom) {
+      tenant.changes.shift();
+      tenant.trimmedThrough += 1;
     }
     const cutoff = now - this.limits.operationRetentionMs;
     while ((tenant.records.oldest()?.recordedAt ?? cutoff) < cutoff) tenant.records.dropOldest();
