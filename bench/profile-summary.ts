@@ -4,6 +4,9 @@
  *
  *   node dist-bench/bench/profile-summary.js bench/results/profiles/product-*.cpuprofile [--top 25]
  *   ... --inclusive project     also: time including callees of functions whose name/module matches
+ *   ... --tree onMessage[:4]    also: the callee tree of every function whose `name  module:line`
+ *                               contains the string, merged over its call sites, 4 levels deep
+ *                               (default 3), branches under 1 % of the root left out
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -44,7 +47,7 @@ function moduleOf(url: string): string {
   return path.basename(file);
 }
 
-function summarise(file: string, top: number, match: string | undefined): void {
+function summarise(file: string, top: number, match: string | undefined, tree: string | undefined): void {
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
   const byId = new Map(profile.nodes.map(n => [n.id, n]));
   const self = new Map<number, number>();
@@ -91,6 +94,58 @@ function summarise(file: string, top: number, match: string | undefined): void {
     console.log("  (ms)");
     for (const [k, us] of [...picked].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${(us / 1000).toFixed(0).padStart(7)}  ${k}`);
   }
+  if (tree !== undefined) printTree(profile, byId, self, keyOf, tree);
+}
+
+/**
+ * The callees of the matching function, merged over all its call sites (a match nested inside
+ * another match counts once, at the outer one), as an indented tree of inclusive milliseconds.
+ */
+function printTree(profile: Profile, byId: Map<number, ProfileNode>, self: Map<number, number>, keyOf: (n: ProfileNode) => string, spec: string): void {
+  const colon = spec.lastIndexOf(":");
+  const depthText = colon > 0 ? spec.slice(colon + 1) : "";
+  const depth = /^\d+$/.test(depthText) ? Number(depthText) : 3;
+  const match = /^\d+$/.test(depthText) ? spec.slice(0, colon) : spec;
+  const totals = new Map<number, number>();
+  const totalOf = (node: ProfileNode): number => {
+    let sum = totals.get(node.id);
+    if (sum !== undefined) return sum;
+    sum = self.get(node.id) ?? 0;
+    for (const child of node.children ?? []) sum += totalOf(byId.get(child) as ProfileNode);
+    totals.set(node.id, sum);
+    return sum;
+  };
+  interface Branch { us: number; children: Map<string, Branch> }
+  const root: Branch = { us: 0, children: new Map() };
+  const merge = (node: ProfileNode, into: Branch, level: number) => {
+    if (level >= depth) return;
+    for (const id of node.children ?? []) {
+      const child = byId.get(id) as ProfileNode;
+      const key = keyOf(child);
+      let branch = into.children.get(key);
+      if (!branch) into.children.set(key, (branch = { us: 0, children: new Map() }));
+      branch.us += totalOf(child);
+      merge(child, branch, level + 1);
+    }
+  };
+  const visit = (node: ProfileNode) => {
+    if (keyOf(node).includes(match)) {
+      root.us += totalOf(node);
+      merge(node, root, 0);
+      return;
+    }
+    for (const id of node.children ?? []) visit(byId.get(id) as ProfileNode);
+  };
+  visit(profile.nodes[0]);
+  console.log(`\n  callees of "${match}" (inclusive ms, ${depth} levels): ${(root.us / 1000).toFixed(0)} ms in all`);
+  const print = (branch: Branch, indent: string) => {
+    for (const [key, child] of [...branch.children].sort((a, b) => b[1].us - a[1].us)) {
+      if (child.us < root.us * 0.01) continue;
+      console.log(`  ${(child.us / 1000).toFixed(0).padStart(7)}  ${indent}${key}`);
+      print(child, `${indent}  `);
+    }
+  };
+  print(root, "");
 }
 
 const args = process.argv.slice(2);
@@ -103,8 +158,9 @@ const option = (name: string): string | undefined => {
 };
 const top = Number(option("--top") ?? 25);
 const match = option("--inclusive");
+const tree = option("--tree");
 if (args.length === 0) {
-  console.error("usage: node dist-bench/bench/profile-summary.js <file.cpuprofile>... [--top N] [--inclusive <substring, e.g. project>]");
+  console.error("usage: node dist-bench/bench/profile-summary.js <file.cpuprofile>... [--top N] [--inclusive <substring, e.g. project>] [--tree <function>[:depth]]");
   process.exit(2);
 }
-for (const file of args) summarise(file, top, match);
+for (const file of args) summarise(file, top, match, tree);
