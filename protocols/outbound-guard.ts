@@ -46,7 +46,7 @@ export interface EngineConnection {
   once(event: string, listener: (...args: any[]) => void): unknown;
   off(event: string, listener: (...args: any[]) => void): unknown;
   close(discard?: boolean): unknown;
-  sendPacket(type: string, data?: unknown, ...rest: unknown[]): unknown;
+  sendPacket(type: string, data?: unknown, options?: unknown, callback?: unknown): unknown;
 }
 
 interface GuardState {
@@ -90,10 +90,11 @@ export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, on
   // packet of every connection, and a direct call costs less than an event with a listener. The
   // common case (nothing waiting, transport writable: the packet goes out at once) returns first.
   const sendPacket = conn.sendPacket;
-  conn.sendPacket = function (this: EngineConnection, type: string, data?: unknown, ...rest: unknown[]) {
+  // engine.io 6's sendPacket(type, data, options, callback), passed on as is: no rest array per packet.
+  conn.sendPacket = function (this: EngineConnection, type: string, data?: unknown, options?: unknown, callback?: unknown) {
     if (this.writeBuffer.length === 0) {
       state.queuedBytes = 0;
-      if (this.transport.writable) return sendPacket.call(this, type, data, ...rest);
+      if (this.transport.writable) return sendPacket.call(this, type, data, options, callback);
     }
     if (!state.tripped) {
       state.queuedBytes += sizeOf(data);
@@ -105,7 +106,7 @@ export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, on
         queueMicrotask(() => onOverflow(backlog));
       }
     }
-    return sendPacket.call(this, type, data, ...rest);
+    return sendPacket.call(this, type, data, options, callback);
   };
 }
 
