@@ -265,6 +265,20 @@ for (const backend of backends) {
         expect((await log.append("t2", ev("t2", "e0"), T0 + 3)).duplicate).toBe(false);
       });
 
+      it("treats eventIds with spaces and separators as opaque, remembering and forgetting them like any other", async () => {
+        const log = h.open({ maxEventsPerTenant: 1 }); // a window of 2 ids
+        const odd = "order 42: paid / shipped";
+        const first = await log.append("t1", ev("t1", odd), T0);
+        expect((await log.append("t1", ev("t1", odd), T0 + 1)).event.position).toBe(first.event.position);
+        await log.append("t1", ev("t1", "next 1"), T0 + 2);
+        expect((await log.append("t1", ev("t1", odd), T0 + 3)).duplicate).toBe(true);
+        await log.append("t1", ev("t1", "next 2"), T0 + 4); // the window now holds "next 1", "next 2"
+        expect((await log.append("t1", ev("t1", "next 1"), T0 + 5)).duplicate).toBe(true);
+        const again = await log.append("t1", ev("t1", odd), T0 + 6);
+        expect(again.duplicate).toBe(false);
+        expect(comparePositions(first.event.position, again.event.position)).toBe(-1);
+      });
+
       if (backend.usesRedis) {
         it("holds the index in Redis to the window under sustained traffic", async () => {
           const log = h.open({ maxEventsPerTenant: cap });
