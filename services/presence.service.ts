@@ -10,6 +10,7 @@ import { PRESENCE_BATCH_MAX, type PresenceOp } from "../lib/presence-ops";
 import type { BatchOutcome } from "../lib/turn-batcher";
 import { assertOwnTenantItems, TenantScopeMixin } from "../mixins/tenant-scope.mixin";
 import { createPresenceStore, type PresenceStore } from "../stores/presence";
+import type { LocalRooms } from "./rooms.service";
 import type { ConnectionRef, DeviceInfo, Presence, PresenceChange, PresenceStatus } from "../stores/presence/presence-store";
 
 /**
@@ -27,6 +28,7 @@ interface PresenceThis extends Service {
   changedBy(changes: PresenceChange[], reason: "expired" | "node_left"): Promise<void>;
   notify(events: NoticeOf[]): void;
   sendNotices(events: NoticeOf[]): Promise<void>;
+  roomsOfUsers(tenantId: string, userIds: string[]): Promise<Record<string, string[]>>;
 }
 
 /** A presence change to tell the gateways about (the notice is completed with the user's devices). */
@@ -279,12 +281,23 @@ export function createPresenceService(config: Config): ServiceSchema {
         await this.publishChanges(changes);
       },
 
+      /**
+       * A rooms service of this process is called as a function (the userIds come from ops this
+       * service already validated); another node's through `rooms.ofUsers`. Looked up per call, so
+       * it is found whatever order the services of the node started in.
+       */
+      roomsOfUsers(this: PresenceThis, tenantId: string, userIds: string[]) {
+        const local = this.broker.getLocalService("rooms") as unknown as LocalRooms | undefined;
+        if (local) return local.roomsOfUsers(tenantId, userIds);
+        return this.broker.call<Record<string, string[]>, { tenantId: string; userIds: string[] }>("rooms.ofUsers", { tenantId, userIds });
+      },
+
       async publishChanges(this: PresenceThis, changes: PresenceChange[]) {
         for (const [tenantId, presences] of groupByTenant(changes)) {
           try {
             for (let start = 0; start < presences.length; start += PRESENCE_BATCH_MAX) {
               const chunk = presences.slice(start, start + PRESENCE_BATCH_MAX);
-              const rooms = await this.broker.call<Record<string, string[]>, { tenantId: string; userIds: string[] }>("rooms.ofUsers", { tenantId, userIds: chunk.map(p => p.userId) });
+              const rooms = await this.roomsOfUsers(tenantId, chunk.map(p => p.userId));
               for (const presence of chunk) {
                 const roomIds = rooms[presence.userId] ?? [];
                 if (roomIds.length === 0) continue;

@@ -13,8 +13,14 @@ import { createRoomStore, type RoomInfo, type RoomStore, type RoomUpdate } from 
  * leaves here and deliver room traffic from their own Socket.IO rooms; this service answers the
  * cluster-wide questions and forgets the memberships of connections and nodes that are gone.
  */
-interface RoomsThis extends Service {
+interface RoomsThis extends Service, LocalRooms {
   store: RoomStore;
+}
+
+/** What a service of the same process may call as a function instead of an action. */
+export interface LocalRooms {
+  /** The rooms of each of these users of one tenant, by userId (each user once). */
+  roomsOfUsers(tenantId: string, userIds: string[]): Promise<Record<string, string[]>>;
 }
 
 const identifier = { type: "string", min: 1, max: 128 } as const;
@@ -216,10 +222,7 @@ export function createRoomsService(config: Config): ServiceSchema {
         visibility: "public",
         params: { tenantId: identifier, userIds: { type: "array", items: identifier, min: 1, max: 1000 } },
         async handler(this: RoomsThis, ctx: Context<{ tenantId: string; userIds: string[] }>) {
-          const { tenantId, userIds } = ctx.params;
-          const unique = [...new Set(userIds)];
-          const rooms = await Promise.all(unique.map(userId => this.store.roomsOfUser(tenantId, userId)));
-          return Object.fromEntries(unique.map((userId, i) => [userId, rooms[i]]));
+          return this.roomsOfUsers(ctx.params.tenantId, ctx.params.userIds);
         }
       },
 
@@ -238,6 +241,14 @@ export function createRoomsService(config: Config): ServiceSchema {
         async handler(this: RoomsThis, ctx: Context<{ nodeId: string }>) {
           return { removed: await this.store.removeNode(ctx.params.nodeId) };
         }
+      }
+    },
+
+    methods: {
+      async roomsOfUsers(this: RoomsThis, tenantId: string, userIds: string[]) {
+        const unique = [...new Set(userIds)];
+        const rooms = await Promise.all(unique.map(userId => this.store.roomsOfUser(tenantId, userId)));
+        return Object.fromEntries(unique.map((userId, i) => [userId, rooms[i]]));
       }
     },
 

@@ -1,4 +1,4 @@
-import type { ServiceBroker } from "moleculer";
+import { ServiceBroker } from "moleculer";
 import type { Config } from "../../../lib/config";
 import type { Delivery } from "../../../lib/delivery";
 import { createPresenceService } from "../../../services/presence.service";
@@ -95,6 +95,28 @@ describe("presence.connect / presence.disconnect", () => {
     expect(second).toMatchObject({ status: "online", connections: 2 });
     await settle();
     expect(deliveries).toHaveLength(1);
+  });
+
+  it("asks another node's rooms service through rooms.ofUsers when this node has none", async () => {
+    // Presence here, rooms on a second node: the lookup is an action call over the transporter.
+    const transporter = `Fake`;
+    const namespace = `presence-remote-${process.pid}-${Date.now()}`;
+    const presenceNode = new ServiceBroker({ logger: false, nodeID: "presence-node", namespace, transporter });
+    const roomsNode = new ServiceBroker({ logger: false, nodeID: "rooms-node", namespace, transporter });
+    brokers.push(presenceNode, roomsNode);
+    const config = testConfig();
+    presenceNode.createService(createPresenceService(config));
+    presenceNode.createService(deliveryRecorder(deliveries));
+    presenceNode.createService(violationRecorder(violations));
+    roomsNode.createService(createRoomsService(config));
+    await Promise.all([presenceNode.start(), roomsNode.start()]);
+    await presenceNode.waitForServices(["rooms"], 5000);
+    expect(presenceNode.getLocalService("rooms")).toBeFalsy();
+
+    await roomsNode.call("rooms.join", { tenantId: "t1", roomId: "r9", userId: "u9", connectionId: "c9", nodeId: "gw-1" });
+    await presenceNode.call("presence.connect", { tenantId: "t1", userId: "u9", connectionId: "c9", nodeId: "gw-1" });
+    await eventually(() => deliveries.some(d => d.event === "presence"), 2000, "online push via the remote rooms service");
+    expect(deliveries.find(d => d.event === "presence")).toMatchObject({ tenantId: "t1", target: { roomIds: ["r9"] }, payload: { userId: "u9", status: "online" } });
   });
 
   it("is idempotent per connection id", async () => {
