@@ -46,6 +46,15 @@ export class FifoMap<K, V> {
     return key === undefined ? undefined : this.entries.get(key);
   }
 
+  /** Drops entries from the oldest on while `expired` holds for their value (an owner's age rule). */
+  dropOldestWhile(expired: (value: V) => boolean): void {
+    for (;;) {
+      const key = this.order.at(0);
+      if (key === undefined || !expired(this.entries.get(key) as V)) return;
+      this.dropOldest();
+    }
+  }
+
   dropOldest(): void {
     const key = this.order.shift();
     if (key !== undefined) this.entries.delete(key);

@@ -211,7 +211,7 @@ export class FileAuditStore implements AuditStore {
       chain.ats.push(record ? Date.parse(record.at) : Number.NaN);
       if (record) {
         chain.head = { seq: record.seq, hash: record.hash, atMs: Date.parse(record.at) };
-        remember(chain, record.id, chain.offsets.length - 1);
+        chain.recent.set(record.id, chain.offsets.length - 1);
       }
     }
     chain.size = end;
@@ -262,7 +262,7 @@ export class FileAuditStore implements AuditStore {
         for (let i = 0; i < appended.length; i++) {
           chain.offsets.push(offset);
           chain.ats.push(Date.parse(appended[i].at));
-          remember(chain, appended[i].id, chain.offsets.length - 1);
+          chain.recent.set(appended[i].id, chain.offsets.length - 1);
           offset += Buffer.byteLength(lines[i], "utf8");
         }
         chain.size = offset;
@@ -332,10 +332,6 @@ export class FileAuditStore implements AuditStore {
 
 function fileNameOf(tenantId: string): string {
   return `${createHash("sha256").update(tenantId, "utf8").digest("hex").slice(0, 40)}.jsonl`;
-}
-
-function remember(chain: Chain, id: string, index: number): void {
-  chain.recent.set(id, index);
 }
 
 /** First index whose value is >= target in a (non-decreasing) list; unreadable (NaN) entries never end the search early. */

@@ -89,7 +89,7 @@ export class MemoryEventLog implements EventLog {
       dropped += 1;
     }
     // Insertion order is time order: the expired ids are the oldest ones.
-    while ((log.ids.oldest()?.at ?? cutoff) < cutoff) log.ids.dropOldest();
+    log.ids.dropOldestWhile(entry => entry.at < cutoff);
     return dropped;
   }
 

@@ -30,8 +30,12 @@ local function min_id(retentionMs)
   local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   return string.format('%d', math.max(0, nowMs - retentionMs)) .. '-0'
 end
+-- An idorder entry is "<stream id> <eventId>"; stream ids hold no space, eventIds may.
 local function stream_id_of(entry)
   return string.sub(entry, 1, string.find(entry, ' ', 1, true) - 1)
+end
+local function event_id_of(entry)
+  return string.sub(entry, string.find(entry, ' ', 1, true) + 1)
 end
 -- Forgets the n oldest eventIds, in chunks that stay below Lua's unpack limit.
 local function drop_ids(idsKey, orderKey, n)
@@ -39,7 +43,7 @@ local function drop_ids(idsKey, orderKey, n)
     local gone = redis.call('LPOP', orderKey, math.min(n, 1000))
     if not gone then return end
     local names = {}
-    for i, entry in ipairs(gone) do names[i] = string.sub(entry, string.find(entry, ' ', 1, true) + 1) end
+    for i, entry in ipairs(gone) do names[i] = event_id_of(entry) end
     redis.call('HDEL', idsKey, unpack(names))
     n = n - #gone
   end

@@ -93,7 +93,7 @@ export class MemoryReconciliationStore implements ReconciliationStore {
       tenant.trimmedThrough += 1;
     }
     const cutoff = now - this.limits.operationRetentionMs;
-    while ((tenant.records.oldest()?.recordedAt ?? cutoff) < cutoff) tenant.records.dropOldest();
+    tenant.records.dropOldestWhile(record => record.recordedAt < cutoff);
   }
 
   async head(tenantId: string): Promise<TenantHead> {
