@@ -1,4 +1,4 @@
-import type { AppendResult, BusEvent, StoredEvent } from "../stores/event-log";
+import { withPosition, type AppendResult, type BusEvent, type StoredEvent } from "../stores/event-log/event-log";
 import { TurnBatcher, type BatchOutcome } from "./turn-batcher";
 
 /**
@@ -19,7 +19,7 @@ export function receiptOf(result: AppendResult): AppendReceipt {
 
 /** The append result of `event` from its receipt. */
 export function resultOf(event: BusEvent, receipt: AppendReceipt): AppendResult {
-  return "duplicate" in receipt ? { event: receipt.duplicate, duplicate: true } : { event: { ...event, position: receipt.position }, duplicate: false };
+  return "duplicate" in receipt ? { event: receipt.duplicate, duplicate: true } : { event: withPosition(event, receipt.position), duplicate: false };
 }
 
 /**

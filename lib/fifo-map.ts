@@ -33,11 +33,12 @@ export class FifoMap<K, V> {
   }
 
   set(key: K, value: V): void {
-    if (!this.entries.has(key)) {
-      this.order.push(key);
-      if (this.order.length > this.maxSize) this.dropOldest();
-    }
+    // One hash lookup, not a `has` and a `set`: the size says whether the key was new.
+    const before = this.entries.size;
     this.entries.set(key, value);
+    if (this.entries.size === before) return;
+    this.order.push(key);
+    if (this.order.length > this.maxSize) this.dropOldest();
   }
 
   /** The value of the oldest entry, or undefined when empty. */

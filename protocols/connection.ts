@@ -28,6 +28,8 @@ export interface ConnectionState {
   /** The client's `User-Agent` and address at the handshake, for per-device presence. */
   userAgent?: string;
   ip?: string;
+  /** The rate-limit keys of the connection's buckets, built once (see {@link quotaKey}). */
+  quotaKeys?: Record<QuotaBucket, string>;
 }
 
 /** Longest `User-Agent` kept for presence; longer ones are cut. */
@@ -49,6 +51,12 @@ export function deviceOf(socket: Socket): Pick<ConnectionState, "userAgent" | "i
 /** Traffic buckets counted per connection and minute. */
 export type QuotaBucket = "message" | "control";
 
+/** The rate-limit key of a connection's bucket (memoised on the state: it is counted per message). */
+export function quotaKey(state: ConnectionState, bucket: QuotaBucket): string {
+  state.quotaKeys ??= { message: `conn:${state.connectionId}:message`, control: `conn:${state.connectionId}:control` };
+  return state.quotaKeys[bucket];
+}
+
 /**
  * The gateway as protocol adapters see it: the one internal model every client protocol is
  * translated to. Adapters never talk to stores or the transporter directly.
@@ -66,8 +74,8 @@ export interface GatewayHost {
    */
   /** Emits to this node's sockets at once; the promise (only with other nodes) settles when the remote share is sent. */
   deliver(delivery: Delivery, options?: { confirm?: boolean }): Promise<void> | undefined;
-  /** Counts one event of the connection against its per-minute limit. */
-  consumeQuota(state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult>;
+  /** Counts one event of the connection against its per-minute limit (at once when the store is in this process). */
+  consumeQuota(state: ConnectionState, bucket: QuotaBucket): RateLimitResult | Promise<RateLimitResult>;
   /** Calls a service action on behalf of the connection's user (tenant-checked by the callee). */
   callAs<T>(state: ConnectionState, action: string, params: Record<string, unknown>): Promise<T>;
   /** Appends to the tenant's log; resolves once durable, rejects when the log is unreachable. */

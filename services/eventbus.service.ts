@@ -17,6 +17,7 @@ import { appliedRateLimit } from "../stores/rate-limit/rate-limit-store";
 import { asServiceSchema } from "../types/service-schema";
 import { OPERATOR, SYSTEM_TENANT, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportRateLimited } from "../lib/security-audit";
+import { isoNow } from "../lib/iso-now";
 
 /**
  * The event bus (seed 000 "Event Bus API"): publishes events to the tenant's ordered, durable log,
@@ -126,7 +127,7 @@ export function createEventBusService(config: Config): ServiceSchema {
             eventId: ctx.params.eventId ?? randomUUID(),
             eventType: ctx.params.eventType,
             tenantId,
-            timestamp: (ctx.params.timestamp ?? new Date()).toISOString(),
+            timestamp: ctx.params.timestamp ? ctx.params.timestamp.toISOString() : isoNow(),
             payload: ctx.params.payload ?? null,
             metadata: ctx.params.metadata ?? {},
             schemaVersion: ctx.params.schemaVersion ?? "1.0",

@@ -13,7 +13,7 @@ import { DELIVERY_EVENT, emitLocally, type Delivery, type DeliveryTarget } from 
 import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/errors";
 import { tenantChannel, userChannel } from "../lib/keys";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
-import { metaFor, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
+import { metaFor, quotaKey, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, dispatchPf2, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
 import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
@@ -133,6 +133,8 @@ interface GatewayThis extends Service, GatewayHost {
   rawWs: RawWsAdapter;
   rawPolling: Seed002Polling;
   consumeRate(tenantId: string, key: string, limit: number, windowMs: number): Promise<RateLimitResult>;
+  /** Reports a refused hit of a connection's bucket; returns the result. */
+  quotaCounted(state: ConnectionState, bucket: QuotaBucket, result: RateLimitResult): RateLimitResult;
 }
 
 /** The part of a co-located event bus service the gateway calls directly. */
@@ -781,8 +783,8 @@ export function createGatewayService(config: Config): ServiceSchema {
         const rooms = [...state.rooms];
         state.rooms.clear();
         await Promise.all([
-          this.rateLimits.reset(state.tenantId, `conn:${state.connectionId}:message`, MINUTE_MS).catch(() => undefined),
-          this.rateLimits.reset(state.tenantId, `conn:${state.connectionId}:control`, MINUTE_MS).catch(() => undefined)
+          this.rateLimits.reset(state.tenantId, quotaKey(state, "message"), MINUTE_MS).catch(() => undefined),
+          this.rateLimits.reset(state.tenantId, quotaKey(state, "control"), MINUTE_MS).catch(() => undefined)
         ]);
         // Presence first: the offline push goes to the rooms the user is still recorded in.
         await this.unregisterConnection(state);
@@ -845,10 +847,16 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       },
 
-      async consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): Promise<RateLimitResult> {
+      consumeQuota(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket): RateLimitResult | Promise<RateLimitResult> {
         const limit = this.config.wsMessageRateLimit;
-        const result = await this.consumeRate(state.tenantId, `conn:${state.connectionId}:${bucket}`, limit, MINUTE_MS);
-        if (!result.allowed) reportRateLimited(this.broker, state.principal, bucket, { via: "socket.io", max: limit, windowMs: MINUTE_MS, connectionId: state.connectionId });
+        const key = quotaKey(state, bucket);
+        // The memory store answers at once: no promise per socket message on the embedded default.
+        if (this.rateLimits.consumeNow) return this.quotaCounted(state, bucket, this.rateLimits.consumeNow(state.tenantId, key, limit, MINUTE_MS, Date.now()));
+        return this.consumeRate(state.tenantId, key, limit, MINUTE_MS).then(result => this.quotaCounted(state, bucket, result));
+      },
+
+      quotaCounted(this: GatewayThis, state: ConnectionState, bucket: QuotaBucket, result: RateLimitResult): RateLimitResult {
+        if (!result.allowed) reportRateLimited(this.broker, state.principal, bucket, { via: "socket.io", max: this.config.wsMessageRateLimit, windowMs: MINUTE_MS, connectionId: state.connectionId });
         return result;
       },
 

@@ -4,6 +4,7 @@ import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../../l
 import { tenantChannel } from "../../lib/keys";
 import type { BusEvent, StoredEvent } from "../../stores/event-log";
 import type { GatewayHost } from "../connection";
+import { isoNow } from "../../lib/iso-now";
 
 /**
  * Seed 004, the multi-tenant event feed: REST `/api/events` and the Socket.IO namespace
@@ -65,7 +66,7 @@ export async function postFeedEvent(host: GatewayHost, settings: FeedSettings, t
     eventId: randomUUID(),
     eventType: FEED_EVENT_TYPE,
     tenantId,
-    timestamp: new Date().toISOString(),
+    timestamp: isoNow(),
     payload: { message: text },
     metadata: { author },
     schemaVersion: "1.0"

@@ -4,7 +4,8 @@ import { ErrorCode, RealtimeError, authzFailed, invalidRequest, rateLimited, ten
 import { DEFAULT_MESSAGE_CLASS, REALTIME_CLASSES, classPolicy, type InteractionClass } from "../../lib/interaction-classes";
 import { roomChannel } from "../../lib/keys";
 import type { DeliveryTarget } from "../../lib/delivery";
-import type { BusEvent, StoredEvent } from "../../stores/event-log";
+import type { Audience, BusEvent, StoredEvent } from "../../stores/event-log";
+import type { RateLimitResult } from "../../stores/rate-limit";
 import { stateOf, type ConnectionState, type GatewayHost, type HostedSocket, type QuotaBucket } from "../connection";
 import {
   checkMessage,
@@ -16,6 +17,8 @@ import {
   type Pf2PresenceInput,
   type Pf2RoomInput
 } from "./pf2-schemas";
+import { isoNow } from "../../lib/iso-now";
+import { jsonSizeBound } from "../../lib/json-size";
 
 /**
  * PF-2 over Socket.IO, default namespace (seed 000 "WebSocket API"): client events in, the
@@ -92,6 +95,15 @@ export function connectedEvent(state: ConnectionState) {
 /** Parses an inbound event body: a plain object, within the size limit, matching its schema. */
 function parse<T>(host: GatewayHost, event: string, data: unknown, check: Parameters<typeof validate>[0]): T {
   if (!isPlainObject(data)) throw invalidRequest(`'${event}' expects an object`, { event });
+  const limit = host.config.wsMaxPayloadBytes;
+  // Serialised only when a cheap upper bound cannot tell that it fits.
+  if (jsonSizeBound(data, limit) > limit) checkExactSize(event, data, limit);
+  const issues = validate(check, data);
+  if (issues) throw invalidRequest(`Invalid '${event}'`, { event, issues });
+  return data as T;
+}
+
+function checkExactSize(event: string, data: object, limit: number) {
   let json: string;
   try {
     json = JSON.stringify(data);
@@ -99,14 +111,8 @@ function parse<T>(host: GatewayHost, event: string, data: unknown, check: Parame
     throw invalidRequest(`'${event}' is not serialisable`, { event });
   }
   // A UTF-16 code unit is 1 to 3 UTF-8 bytes: count the bytes only when that decides it.
-  const limit = host.config.wsMaxPayloadBytes;
   const size = json.length * 3 <= limit ? json.length : Buffer.byteLength(json);
-  if (size > limit) {
-    throw invalidRequest(`'${event}' is larger than ${host.config.wsMaxPayloadBytes} bytes`, { event, size, limit: host.config.wsMaxPayloadBytes });
-  }
-  const issues = validate(check, data);
-  if (issues) throw invalidRequest(`Invalid '${event}'`, { event, issues });
-  return data as T;
+  if (size > limit) throw invalidRequest(`'${event}' is larger than ${limit} bytes`, { event, size, limit });
 }
 
 function assertOwnTenant(host: GatewayHost, state: ConnectionState, claimed: unknown, event: string) {
@@ -115,15 +121,23 @@ function assertOwnTenant(host: GatewayHost, state: ConnectionState, claimed: unk
   throw tenantViolation({ event });
 }
 
-async function spend(host: GatewayHost, state: ConnectionState, bucket: QuotaBucket, event: string) {
-  const quota = await host.consumeQuota(state, bucket);
+/** Counts the event against the connection's bucket; throws RATE_LIMIT. Synchronous when the store is in this process. */
+function spend(host: GatewayHost, state: ConnectionState, bucket: QuotaBucket, event: string): Promise<void> | undefined {
+  const quota = host.consumeQuota(state, bucket);
+  if (quota instanceof Promise) return quota.then(result => refuseOverLimit(host, result, event));
+  refuseOverLimit(host, quota, event);
+  return undefined;
+}
+
+function refuseOverLimit(host: GatewayHost, quota: RateLimitResult, event: string) {
   if (!quota.allowed) throw rateLimited({ event, retryAfterMs: quota.retryAfterMs, limit: host.config.wsMessageRateLimit, windowMs: 60_000 });
 }
 
 const onMessage: Handler = async (socket, data, ack) => {
   const host = socket.$service;
   const state = stateOf(socket);
-  await spend(host, state, "message", "message");
+  const counting = spend(host, state, "message", "message");
+  if (counting) await counting;
   const input = parse<Pf2MessageInput>(host, "message", data, checkMessage);
   assertOwnTenant(host, state, input.tenantId, "message");
   if ((input.recipientId === undefined) === (input.roomId === undefined)) {
@@ -140,7 +154,8 @@ const onMessage: Handler = async (socket, data, ack) => {
   if (input.roomId !== undefined && !state.rooms.has(input.roomId)) {
     throw authzFailed("Join the room before sending to it", { event: "message", roomId: input.roomId });
   }
-  const target: DeliveryTarget = input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string };
+  const audience: Audience = input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string };
+  const target: DeliveryTarget = audience;
   const policy = classPolicy[interactionClass];
   if (policy.persisted) {
     // Classes B and C are appended to the tenant's log first: acknowledged means durable, and
@@ -150,11 +165,11 @@ const onMessage: Handler = async (socket, data, ack) => {
       eventId: input.messageId ?? randomUUID(),
       eventType: input.type,
       tenantId: state.tenantId,
-      timestamp: new Date().toISOString(),
+      timestamp: isoNow(),
       payload: input.payload,
       metadata: input.metadata ?? {},
       schemaVersion: "1.0",
-      audience: input.recipientId !== undefined ? { userId: input.recipientId } : { roomId: input.roomId as string },
+      audience,
       message: { senderId: state.userId, interactionClass }
     };
     const appended = await host.appendOnce(event);
@@ -180,7 +195,7 @@ const onMessage: Handler = async (socket, data, ack) => {
     senderId: state.userId,
     ...(input.recipientId !== undefined ? { recipientId: input.recipientId } : { roomId: input.roomId }),
     payload: input.payload,
-    timestamp: new Date().toISOString(),
+    timestamp: isoNow(),
     ...(input.metadata !== undefined ? { metadata: input.metadata } : {})
   };
   const remote = host.deliver({ tenantId: state.tenantId, target, event: PF2_EVENTS.message, payload: message, volatile: policy.volatile });

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { ErrorCode, toClientError } from "../../lib/errors";
+import { isoNow } from "../../lib/iso-now";
 
 /**
  * Seed 002 frames: every message in either direction is one JSON envelope
@@ -116,7 +117,7 @@ export function envelope(type: string, payload: unknown, extra: { channel?: stri
     payload,
     ...(extra.channel !== undefined ? { channel: extra.channel } : {}),
     ...(extra.ack_id !== undefined ? { ack_id: extra.ack_id } : {}),
-    timestamp: extra.timestamp ?? new Date().toISOString(),
+    timestamp: extra.timestamp ?? isoNow(),
     ...(extra.sequence !== undefined ? { sequence: extra.sequence } : {})
   };
 }

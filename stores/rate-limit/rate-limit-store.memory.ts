@@ -1,4 +1,4 @@
-import { retryAfter, slidingEstimate, type RateLimitStore } from "./rate-limit-store";
+import { retryAfter, slidingEstimate, type RateLimitResult, type RateLimitStore } from "./rate-limit-store";
 
 interface Counter {
   window: number;
@@ -9,7 +9,8 @@ interface Counter {
 
 /** The embedded default: exact for one process. Idle counters are swept so memory stays bounded. */
 export class MemoryRateLimitStore implements RateLimitStore {
-  private readonly counters = new Map<string, Counter>();
+  /** tenantId → key → counter: no key string is built per hit (a socket message counts one). */
+  private readonly counters = new Map<string, Map<string, Counter>>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(sweepEveryMs = 60_000) {
@@ -18,12 +19,20 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 
   async consume(tenantId: string, key: string, limit: number, windowMs: number, now: number) {
-    const id = counterId(tenantId, key);
+    return this.consumeNow(tenantId, key, limit, windowMs, now);
+  }
+
+  consumeNow(tenantId: string, key: string, limit: number, windowMs: number, now: number): RateLimitResult {
+    let keys = this.counters.get(tenantId);
+    if (!keys) {
+      keys = new Map();
+      this.counters.set(tenantId, keys);
+    }
     const window = Math.floor(now / windowMs);
-    let counter = this.counters.get(id);
+    let counter = keys.get(key);
     if (!counter || counter.windowMs !== windowMs) {
       counter = { window, current: 0, previous: 0, windowMs };
-      this.counters.set(id, counter);
+      keys.set(key, counter);
     } else if (counter.window !== window) {
       counter.previous = counter.window === window - 1 ? counter.current : 0;
       counter.current = 0;
@@ -38,7 +47,10 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 
   async reset(tenantId: string, key: string) {
-    this.counters.delete(counterId(tenantId, key));
+    const keys = this.counters.get(tenantId);
+    if (!keys) return;
+    keys.delete(key);
+    if (keys.size === 0) this.counters.delete(tenantId);
   }
 
   async close() {
@@ -47,12 +59,11 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 
   private sweep(now: number) {
-    for (const [id, counter] of this.counters) {
-      if (Math.floor(now / counter.windowMs) > counter.window + 1) this.counters.delete(id);
+    for (const [tenantId, keys] of this.counters) {
+      for (const [key, counter] of keys) {
+        if (Math.floor(now / counter.windowMs) > counter.window + 1) keys.delete(key);
+      }
+      if (keys.size === 0) this.counters.delete(tenantId);
     }
   }
-}
-
-function counterId(tenantId: string, key: string) {
-  return `${tenantId}\0${key}`;
 }

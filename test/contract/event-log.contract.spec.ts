@@ -320,6 +320,23 @@ for (const backend of backends) {
           expect(again.duplicate).toBe(false);
           expect(again.event.position).not.toBe(first[0].position);
         });
+
+        it("expires remembered eventIds of events already dropped by the cap, and keeps those of retained events", async () => {
+          const R = 60_000;
+          const log = h.open({ retentionMs: R, maxEventsPerTenant: 2 });
+          const stored: StoredEvent[] = [];
+          for (let i = 0; i < 4; i++) stored.push((await log.append("t1", ev("t1", `e${i + 1}`), T0 + 10 * i)).event);
+          // e1 and e2 are past the cap but still remembered.
+          expect((await log.append("t1", ev("t1", "e1"), T0 + 30)).duplicate).toBe(true);
+          // By T0 + R + 15, e1 (T0) and e2 (T0 + 10) are past retention; e3 and e4 are not.
+          const now = T0 + R + 15;
+          const retained = await log.append("t1", ev("t1", "e3"), now);
+          expect(retained).toEqual({ event: stored[2], duplicate: true });
+          const forgotten = await log.append("t1", ev("t1", "e2"), now);
+          expect(forgotten.duplicate).toBe(false);
+          expect(comparePositions(stored[3].position, forgotten.event.position)).toBe(-1);
+          expect((await log.read("t1", undefined, 10)).events.map(e => e.eventId)).toEqual(["e4", "e2"]);
+        });
       }
     });
 

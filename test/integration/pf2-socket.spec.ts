@@ -280,6 +280,7 @@ for (const backend of backends) {
         ["message", "an unknown field", { type: "m", recipientId: "b", payload: 1, recipientID: "typo" }],
         ["message", "a __proto__ key", JSON.parse('{"type":"m","recipientId":"b","payload":1,"__proto__":{"polluted":true}}')],
         ["message", "an oversized payload", { type: "m", recipientId: "b", payload: "x".repeat(5000) }],
+        ["message", "a payload over the byte limit in fewer characters (2-byte UTF-8)", { type: "m", recipientId: "b", payload: "é".repeat(2100) }],
         ["message", "a control character in recipientId", { type: "m", recipientId: "b\u0000c", payload: 1 }],
         ["join_room", "an empty roomId", { roomId: "" }],
         ["join_room", "a 200-char roomId", { roomId: "r".repeat(200) }],
@@ -298,6 +299,18 @@ for (const backend of backends) {
         const pong = nextEvent(socket, "pong");
         socket.emit("ping");
         await pong;
+      });
+
+      it("delivers a message just under the byte limit whose quick size bound is over it", async () => {
+        const { socket: sender } = await client("t1", "near-limit-sender");
+        const { socket: recipient } = await client("t1", "near-limit-recipient");
+        const got = nextEvent(recipient, "message");
+        // ~3 900 bytes of JSON; the bound counts 6 bytes per character, so only the exact check passes it.
+        const payload = "x".repeat(3800);
+        const ack = nextEvent(sender, "message_ack");
+        sender.emit("message", { type: "m", recipientId: "near-limit-recipient", payload });
+        expect(await ack).toMatchObject({ messageId: expect.any(String) });
+        expect(await got).toMatchObject({ payload });
       });
 
       it("answers an unknown event and the generic `call` event with INVALID_REQUEST", async () => {
