@@ -1,6 +1,7 @@
 import { now, sleep } from "../lib/clock";
 import { Histogram } from "../lib/histogram";
 import type { ConnectResult, ReachResult } from "../lib/protocol";
+import { cpuOf } from "../lib/proc";
 import type { MemoryUsage, ServerProcess } from "../lib/servers";
 import { split } from "../lib/workers";
 import { TENANT, cores, cpuMark, round, type ScenarioContext, type ScenarioResult } from "./context";
@@ -57,9 +58,12 @@ export async function runConnections(ctx: ScenarioContext, count: number, checkR
 
   const memBefore = await memoryOf(target.gateways);
   const othersBefore = await memoryOf(target.others);
+  const servicePids = target.others.map(o => o.pid);
   const before = cpuMark(ctx, workers);
+  const servicesBefore = cpuOf(servicePids);
   const results = await connect("conn", count, "conn-user-");
   const after = cpuMark(ctx, workers);
+  const servicesCpuMs = cpuOf(servicePids) - servicesBefore;
   const connected = results.reduce((a, r) => a + r.connected, 0);
   const failed = results.reduce((a, r) => a + r.failed, 0);
   const errors: Record<string, number> = {};
@@ -74,7 +78,8 @@ export async function runConnections(ctx: ScenarioContext, count: number, checkR
   const othersAfter = await memoryOf(target.others);
   const mib = (b: number) => Math.round(b / 2 ** 20);
   ctx.log(
-    `    connections: ${connected}/${count} in ${Math.round(elapsedMs)} ms, server holds ${held}, gateway RSS ${mib(memBefore.rss)} → ${mib(memAfter.rss)} MiB, heap ${mib(memBefore.heapUsed)} → ${mib(memAfter.heapUsed)} MiB`
+    `    connections: ${connected}/${count} in ${Math.round(elapsedMs)} ms, server holds ${held}, gateway RSS ${mib(memBefore.rss)} → ${mib(memAfter.rss)} MiB, heap ${mib(memBefore.heapUsed)} → ${mib(memAfter.heapUsed)} MiB` +
+      (servicePids.length > 0 ? `, server CPU per set-up: gateways ${Math.round(((after.server - before.server - servicesCpuMs) * 1000) / connected)} µs, services ${Math.round((servicesCpuMs * 1000) / connected)} µs` : "")
   );
 
   // Every held connection receives a direct message, sent by its neighbour (index + 1): with
@@ -122,6 +127,7 @@ export async function runConnections(ctx: ScenarioContext, count: number, checkR
   if (target.others.length > 0) {
     metrics.servicesRssKiBPerConnection = round((othersAfter.rss - othersBefore.rss) / 1024 / connected, 1);
     metrics.servicesHeapKiBPerConnection = round((othersAfter.heapUsed - othersBefore.heapUsed) / 1024 / connected, 1);
+    metrics.servicesCpuUsPerConnection = round((servicesCpuMs * 1000) / connected, 0);
   }
   return {
     metrics,
