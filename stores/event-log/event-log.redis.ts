@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type Redis from "ioredis";
 import { tenantKey } from "../../lib/keys";
 import { defineScript, type LuaScript } from "../redis-connection";
-import { formatPosition, ID_INDEX_FACTOR, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent } from "./event-log";
+import { formatPosition, ID_INDEX_FACTOR, parsePosition, type AppendResult, type BusEvent, type EventLog, type EventLogLimits, type StoredEvent, withPosition } from "./event-log";
 
 /*
  * One Redis Stream per tenant (every key prefixed with REDIS_KEY_PREFIX):
@@ -162,9 +162,9 @@ export class RedisEventLog implements EventLog {
       [this.streamKey(tenantId), this.epochKey(tenantId), this.idsKey(tenantId), this.trimmedKey(tenantId), this.idOrderKey(tenantId)],
       [newEpoch(), json, this.limits.maxEventsPerTenant, this.limits.retentionMs, event.eventId, this.maxIds()]
     )) as [number, string];
-    if (written === 1) return { event: { ...event, position }, duplicate: false };
+    if (written === 1) return { event: withPosition(event, position), duplicate: false };
     const original = await this.eventAt(tenantId, position);
-    return { event: original ?? { ...event, position }, duplicate: true };
+    return { event: original ?? withPosition(event, position), duplicate: true };
   }
 
   async read(tenantId: string, after: string | undefined, limit: number) {
