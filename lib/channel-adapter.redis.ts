@@ -1,6 +1,7 @@
 import { Adapters } from "@moleculer/channels";
-import Redis from "ioredis";
+import type Redis from "ioredis";
 import type { Service } from "moleculer";
+import { redisClient } from "../stores/redis-connection";
 import {
   ATTEMPTS_HEADER,
   delay,
@@ -136,7 +137,8 @@ export class RedisChannelAdapter extends Adapters.Redis implements EventBusChann
   // 3. Background connection instead of refusing to start while Redis is down.
   createRedisClient(name: string): Promise<Redis> {
     const publishing = name === this.pubName;
-    const client = new Redis(this.url, {
+    const RedisClient = redisClient();
+    const client = new RedisClient(this.url, {
       connectTimeout: 2000,
       // Publishing and operator commands fail fast; the reading loops wait for Redis to return
       // instead of spinning on errors.

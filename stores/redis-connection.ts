@@ -1,4 +1,12 @@
-import Redis from "ioredis";
+import type Redis from "ioredis";
+
+/**
+ * The ioredis client class, loaded on first use: a node on the embedded default (no REDIS_URL)
+ * never loads the library (about 1.6 MiB of heap and 40 modules at every start).
+ */
+export function redisClient(): typeof Redis {
+  return (require("ioredis") as typeof import("ioredis")).default;
+}
 
 /**
  * One Redis client per URL per process, shared by every store of the process.
@@ -19,7 +27,8 @@ export function acquireRedis(url: string): Redis {
     entry.users += 1;
     return entry.client;
   }
-  const client = new Redis(url, {
+  const RedisClient = redisClient();
+  const client = new RedisClient(url, {
     enableOfflineQueue: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,

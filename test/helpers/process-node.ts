@@ -33,15 +33,15 @@ export function freePort(): Promise<number> {
 /**
  * Starts a node exactly as operators do: the Moleculer runner on the compiled build with the
  * product's environment variables (SERVICES, TRANSPORTER, NODEID, NAMESPACE, WS_PORT, ...).
- * Needs `npm run build` first (`npm test` runs it).
+ * Needs `npm run build` first (`npm test` runs it). `nodeOptions` go to node before the runner.
  */
-export async function spawnNode(env: Record<string, string>, readyTimeoutMs = 20_000): Promise<ProcessNode> {
+export async function spawnNode(env: Record<string, string>, readyTimeoutMs = 20_000, nodeOptions: string[] = []): Promise<ProcessNode> {
   if (!existsSync(CONFIG)) throw new Error("dist/ is missing: run `npm run build` before the process-level tests");
   const port = env.WS_PORT ? Number(env.WS_PORT) : await freePort();
   let output = "";
   // A fresh data directory (audit files, audit spool) unless the test names one; removed on kill.
   const ownDataDir = env.DATA_DIR === undefined ? mkdtempSync(path.join(tmpdir(), "pf2-proc-")) : undefined;
-  const child = spawn(process.execPath, [RUNNER, "--config", CONFIG], {
+  const child = spawn(process.execPath, [...nodeOptions, RUNNER, "--config", CONFIG], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? "", JWT_SECRET: TEST_SECRET, WS_HOST: "127.0.0.1", WS_PORT: String(port), LOGLEVEL: "warn", ...(ownDataDir ? { DATA_DIR: ownDataDir } : {}), ...env },
     stdio: ["ignore", "pipe", "pipe"]
