@@ -94,6 +94,11 @@ function buildFingerprint(): { commit: string | null; distSha256: string } {
   return { commit, distSha256: hash.digest("hex").slice(0, 16) };
 }
 
+/** How failures name a repetition (-1 is the unrecorded warm-up). */
+function repLabel(rep: number): string {
+  return rep < 0 ? "warm-up" : `rep ${rep + 1}`;
+}
+
 function rotate<T>(xs: T[], by: number): T[] {
   const k = by % xs.length;
   return [...xs.slice(k), ...xs.slice(0, k)];
@@ -237,13 +242,16 @@ async function main(): Promise<void> {
     log(`    FAILED ${message}`);
   };
   const keep = (variant: string, rep: number, scenario: string, result: ScenarioResult, into: Samples = samples) => {
+    if (rep < 0) return; // the warm-up repetition
     record(into, variant, rep, result);
     details.push({ variant, rep: rep + 1, scenario, ...result });
   };
 
-  for (let rep = 0; rep < config.reps; rep++) {
-    const order = rotate(targets, rep);
-    log(`  [rep ${rep + 1}/${config.reps}] order: ${order.join(", ")}`);
+  // Rep -1 warms the load generators up on the baseline (or the first target) and is not recorded.
+  const warmupTarget: TargetId = targets.includes("baseline") ? "baseline" : targets[0];
+  for (let rep = config.warmup && config.reps > 0 ? -1 : 0; rep < config.reps; rep++) {
+    const order = rep < 0 ? [warmupTarget] : rotate(targets, rep);
+    log(rep < 0 ? `  [warm-up, not recorded] ${warmupTarget}` : `  [rep ${rep + 1}/${config.reps}] order: ${order.join(", ")}`);
     // Fresh processes for every target; they all run during the repetition (idle when not measured),
     // so the scenarios can alternate between targets in short trials.
     const up = new Map<TargetId, ScenarioContext>();
@@ -255,7 +263,7 @@ async function main(): Promise<void> {
         up.set(id, { config, target, workers, log });
         log(`    ${id}: up in ${Date.now() - t0} ms (pids ${target.pids().join(", ")})`);
       } catch (err) {
-        fail(`${id} rep ${rep + 1} start`, err);
+        fail(`${id} ${repLabel(rep)} start`, err);
       }
     }
     const live = order.filter(id => up.has(id));
@@ -266,7 +274,7 @@ async function main(): Promise<void> {
         try {
           keep(id, rep, "connections", await runConnections(up.get(id) as ScenarioContext, config.connections, id !== "baseline"));
         } catch (err) {
-          fail(`${id} rep ${rep + 1} connections`, err);
+          fail(`${id} ${repLabel(rep)} connections`, err);
         }
       }
     }
@@ -280,7 +288,7 @@ async function main(): Promise<void> {
           await bench.prepare();
           benches.push(bench);
         } catch (err) {
-          fail(`${id} rep ${rep + 1} ${what} set-up`, err);
+          fail(`${id} ${repLabel(rep)} ${what} set-up`, err);
           await bench.close().catch(() => undefined);
         }
       }
@@ -293,7 +301,7 @@ async function main(): Promise<void> {
           try {
             await run(bench);
           } catch (err) {
-            fail(`${bench.variant} rep ${rep + 1} ${what}`, err);
+            fail(`${bench.variant} ${repLabel(rep)} ${what}`, err);
           }
         }
       }
@@ -345,8 +353,9 @@ async function main(): Promise<void> {
       ["product-cluster", () => startProductCluster(config, n)],
       ["baseline-cluster", () => startBaseline(config, n)]
     ];
-    for (let rep = 0; rep < config.clusterReps; rep++) {
-      for (const [variant, start] of rotate(variants, rep)) {
+    for (let rep = config.warmup ? -1 : 0; rep < config.clusterReps; rep++) {
+      // Rep -1: the generators' first batch of this size, on the baseline, not recorded.
+      for (const [variant, start] of rep < 0 ? variants.filter(([v]) => v === "baseline-cluster") : rotate(variants, rep)) {
         let target: RunningTarget | undefined;
         try {
           target = await start();
@@ -354,7 +363,7 @@ async function main(): Promise<void> {
           log(`  [cluster rep ${rep + 1}/${config.clusterReps}] ${variant}: up (pids ${target.pids().join(", ")})`);
           keep(variant, rep, "cluster-connections", await runConnections({ config, target, workers, log }, config.clusterConnections, variant === "product-cluster"), clusterSamples);
         } catch (err) {
-          fail(`${variant} rep ${rep + 1} cluster connections`, err);
+          fail(`${variant} ${repLabel(rep)} cluster connections`, err);
         } finally {
           if (target) {
             await target.stop();

@@ -28,6 +28,12 @@ function list<T extends string>(name: string, all: T[], fallback: T[] = all): T[
 export interface BenchConfig {
   /** Repetitions; each starts fresh server processes for every target. */
   reps: number;
+  /**
+   * An unrecorded repetition against the baseline first (BENCH_WARMUP=0: none), and one before the
+   * cluster repetitions: the load generators live for the whole run, and fresh ones spend more CPU
+   * per connection and message, which made whichever target was measured first look slower.
+   */
+  warmup: boolean;
   /** Trials per target and repetition inside the fan-out and direct scenarios, alternating targets. */
   trials: number;
   targets: TargetId[];
@@ -88,6 +94,7 @@ export function loadBenchConfig(): BenchConfig {
   if (messageClass !== undefined && !CLASSES.includes(messageClass)) throw new Error(`BENCH_MESSAGE_CLASS must be one of ${CLASSES.join(", ")}`);
   return {
     reps: int("BENCH_REPS", 3, 0),
+    warmup: process.env.BENCH_WARMUP !== "0",
     trials: int("BENCH_TRIALS", 3, 1),
     targets: list<TargetId>("BENCH_TARGETS", [...ALL_TARGETS, "product-alt"], ALL_TARGETS),
     scenarios: list("BENCH_SCENARIOS", ALL_SCENARIOS),
