@@ -360,7 +360,7 @@ async function main(): Promise<void> {
         try {
           target = await start();
           running.add(target);
-          log(`  [cluster rep ${rep + 1}/${config.clusterReps}] ${variant}: up (pids ${target.pids().join(", ")})`);
+          log(`  [cluster ${rep < 0 ? "warm-up, not recorded" : `rep ${rep + 1}/${config.clusterReps}`}] ${variant}: up (pids ${target.pids().join(", ")})`);
           keep(variant, rep, "cluster-connections", await runConnections({ config, target, workers, log }, config.clusterConnections, variant === "product-cluster"), clusterSamples);
         } catch (err) {
           fail(`${variant} ${repLabel(rep)} cluster connections`, err);
