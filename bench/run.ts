@@ -94,9 +94,9 @@ function buildFingerprint(): { commit: string | null; distSha256: string } {
   return { commit, distSha256: hash.digest("hex").slice(0, 16) };
 }
 
-/** How failures name a repetition (-1 is the unrecorded warm-up). */
-function repLabel(rep: number): string {
-  return rep < 0 ? "warm-up" : `rep ${rep + 1}`;
+/** How the log and failures name a repetition (-1 is the unrecorded warm-up). */
+function repLabel(rep: number, of: number): string {
+  return rep < 0 ? "warm-up, not recorded" : `rep ${rep + 1}/${of}`;
 }
 
 function rotate<T>(xs: T[], by: number): T[] {
@@ -251,7 +251,7 @@ async function main(): Promise<void> {
   const warmupTarget: TargetId = targets.includes("baseline") ? "baseline" : targets[0];
   for (let rep = config.warmup && config.reps > 0 ? -1 : 0; rep < config.reps; rep++) {
     const order = rep < 0 ? [warmupTarget] : rotate(targets, rep);
-    log(rep < 0 ? `  [warm-up, not recorded] ${warmupTarget}` : `  [rep ${rep + 1}/${config.reps}] order: ${order.join(", ")}`);
+    log(`  [${repLabel(rep, config.reps)}] order: ${order.join(", ")}`);
     // Fresh processes for every target; they all run during the repetition (idle when not measured),
     // so the scenarios can alternate between targets in short trials.
     const up = new Map<TargetId, ScenarioContext>();
@@ -263,7 +263,7 @@ async function main(): Promise<void> {
         up.set(id, { config, target, workers, log });
         log(`    ${id}: up in ${Date.now() - t0} ms (pids ${target.pids().join(", ")})`);
       } catch (err) {
-        fail(`${id} ${repLabel(rep)} start`, err);
+        fail(`${id} ${repLabel(rep, config.reps)} start`, err);
       }
     }
     const live = order.filter(id => up.has(id));
@@ -274,7 +274,7 @@ async function main(): Promise<void> {
         try {
           keep(id, rep, "connections", await runConnections(up.get(id) as ScenarioContext, config.connections, id !== "baseline"));
         } catch (err) {
-          fail(`${id} ${repLabel(rep)} connections`, err);
+          fail(`${id} ${repLabel(rep, config.reps)} connections`, err);
         }
       }
     }
@@ -288,7 +288,7 @@ async function main(): Promise<void> {
           await bench.prepare();
           benches.push(bench);
         } catch (err) {
-          fail(`${id} ${repLabel(rep)} ${what} set-up`, err);
+          fail(`${id} ${repLabel(rep, config.reps)} ${what} set-up`, err);
           await bench.close().catch(() => undefined);
         }
       }
@@ -301,7 +301,7 @@ async function main(): Promise<void> {
           try {
             await run(bench);
           } catch (err) {
-            fail(`${bench.variant} ${repLabel(rep)} ${what}`, err);
+            fail(`${bench.variant} ${repLabel(rep, config.reps)} ${what}`, err);
           }
         }
       }
@@ -360,10 +360,10 @@ async function main(): Promise<void> {
         try {
           target = await start();
           running.add(target);
-          log(`  [cluster ${rep < 0 ? "warm-up, not recorded" : `rep ${rep + 1}/${config.clusterReps}`}] ${variant}: up (pids ${target.pids().join(", ")})`);
+          log(`  [cluster ${repLabel(rep, config.clusterReps)}] ${variant}: up (pids ${target.pids().join(", ")})`);
           keep(variant, rep, "cluster-connections", await runConnections({ config, target, workers, log }, config.clusterConnections, variant === "product-cluster"), clusterSamples);
         } catch (err) {
-          fail(`${variant} ${repLabel(rep)} cluster connections`, err);
+          fail(`${variant} cluster ${repLabel(rep, config.clusterReps)}`, err);
         } finally {
           if (target) {
             await target.stop();
