@@ -72,6 +72,7 @@ export function watchTransporter(broker: ServiceBroker): void {
   if (!broker.transit || watched.has(broker)) return;
   const status: TransporterStatus = { connected: true, since: Date.now(), reconnects: 0 };
   watched.set(broker, status);
+  countInfoAsHeartbeat(broker);
   const client = natsClientOf(broker);
   if (!client) return;
   void (async () => {
@@ -100,6 +101,26 @@ export function watchTransporter(broker: ServiceBroker): void {
       }
     }
   })().catch((err: Error) => broker.logger.warn("Transporter status stream ended", { error: err.message }));
+}
+
+interface RegistryNodeLike {
+  local: boolean;
+  lastHeartbeatTime: number;
+}
+
+/**
+ * A node's INFO packet proves it is alive as much as its heartbeat does, but Moleculer refreshes
+ * the heartbeat clock only for a node it had already declared gone. After an outage every node
+ * re-announces itself (INFO) while its last heartbeat is still from before the outage, so the
+ * next heartbeat check (every heartbeatTimeout) could evict a node that has just come back, and
+ * its services would be unavailable until its next heartbeat made this node ask again (measured:
+ * a gateway evicted the services node 1.2 s after both had reconnected).
+ */
+function countInfoAsHeartbeat(broker: ServiceBroker) {
+  const localBus = (broker as unknown as { localBus?: { on(event: string, listener: (payload: { node?: RegistryNodeLike }) => void): void } }).localBus;
+  localBus?.on("$node.updated", ({ node }) => {
+    if (node && !node.local) node.lastHeartbeatTime = Math.round(process.uptime());
+  });
 }
 
 function rejectRemoteCalls(broker: ServiceBroker) {

@@ -43,6 +43,44 @@ function expectAlive(node: ProcessNode) {
   expect(node.output()).not.toMatch(/Unhandled|uncaught|FATAL/i);
 }
 
+interface LogLine {
+  ts: number;
+  nodeID: string;
+  msg: string;
+}
+
+function logLines(node: ProcessNode): LogLine[] {
+  return node
+    .output()
+    .split("\n")
+    .flatMap(line => {
+      try {
+        const parsed = JSON.parse(line) as Partial<LogLine>;
+        return typeof parsed.ts === "number" && typeof parsed.nodeID === "string" && typeof parsed.msg === "string" ? [parsed as LogLine] : [];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/**
+ * Evictions ("Node 'x' disconnected unexpectedly") made more than half a second after both the evicting
+ * and the evicted node had reconnected: by then each has the other's INFO, so it is a node that
+ * was alive being declared gone. Lists "evicter evicted evicted-at-ms-after-both-reconnected".
+ */
+function evictedAfterReturn(nodes: ProcessNode[]): string[] {
+  const lines = nodes.flatMap(logLines);
+  const reconnectedAt = new Map<string, number>();
+  for (const line of lines) if (line.msg.startsWith("Transporter reconnected; re-announcing")) reconnectedAt.set(line.nodeID, line.ts);
+  const late: string[] = [];
+  for (const line of lines) {
+    const evicted = /^Node '([^']+)' disconnected unexpectedly/.exec(line.msg)?.[1];
+    const since = evicted ? Math.max(reconnectedAt.get(line.nodeID) ?? Infinity, reconnectedAt.get(evicted) ?? Infinity) : Infinity;
+    if (evicted && line.ts - since > 500) late.push(`${line.nodeID} ${evicted} ${line.ts - since}`);
+  }
+  return late;
+}
+
 for (const mode of ["restart", "partition"] as const) {
   describe(`Redis down for ${OUTAGE_MS / 1000} s, then back (${mode === "restart" ? "killed and restarted empty" : "SIGSTOP/SIGCONT: a partition, data kept"})`, () => {
     let redis: PrivateServer | undefined;
@@ -166,7 +204,8 @@ describe(`NATS down for ${OUTAGE_MS / 1000} s, then back`, () => {
 
   it("nodes survive and reconnect, the cluster re-forms, in-flight calls fail cleanly, nothing acknowledged is lost", async () => {
     nats = await startPrivateNats();
-    const env = { TRANSPORTER: nats.url, NAMESPACE: namespace, REDIS_URL, REDIS_KEY_PREFIX: prefix, WS_MESSAGE_RATE_LIMIT: "1000000" };
+    // Info logs: the reconnects and evictions that `evictedAfterReturn` reads.
+    const env = { TRANSPORTER: nats.url, NAMESPACE: namespace, REDIS_URL, REDIS_KEY_PREFIX: prefix, WS_MESSAGE_RATE_LIMIT: "1000000", LOGLEVEL: "info" };
     const services = await spawnNode({ ...env, SERVICES: "presence,rooms,eventbus", NODEID: `s-${namespace}` });
     processes.push(services);
     const [gw1, gw2] = await Promise.all([
@@ -216,14 +255,17 @@ describe(`NATS down for ${OUTAGE_MS / 1000} s, then back`, () => {
 
     await nats.start();
     const backAt = Date.now();
+    let lastHealth: Health[] = [];
     await eventually(
       async () => {
-        const [h1, h2] = await Promise.all([health(gw1.url), health(gw2.url)]);
-        return h1.status === "healthy" && h2.status === "healthy";
+        lastHealth = await Promise.all([health(gw1.url), health(gw2.url)]);
+        return lastHealth.every(h => h.status === "healthy");
       },
       RECOVERY_MS,
       "both gateways healthy again"
-    );
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; last /health: ${JSON.stringify(lastHealth)}`);
+    });
     // Cross-gateway traffic flows again: a message acknowledged now reaches the other gateway's client.
     const target = p1.acked.length + 1;
     await eventually(() => p1.acked.length >= target && r1.seen.has(p1.acked[target - 1]), RECOVERY_MS - (Date.now() - backAt), "a new message across the gateways");
@@ -237,6 +279,9 @@ describe(`NATS down for ${OUTAGE_MS / 1000} s, then back`, () => {
     const report = account([p1], everyone);
     logReport("NATS outage", report, { outageMs: OUTAGE_MS, degradedAfterMs, inFlightCallFailedAfterMs: inFlightFailedAfterMs, ackedWhileDown, recoveredAfterMs });
     expect(complete).toBe(true);
+    // Once nodes are back and have re-announced themselves, none declares another gone (a stale
+    // heartbeat clock from before the outage must not evict a node that has just come back).
+    expect(evictedAfterReturn(processes)).toEqual([]);
     for (const r of report.receivers.filter(r => r.mode === "settled")) expect({ name: r.name, lost: r.lost, orderViolations: r.orderViolations }).toEqual({ name: r.name, lost: 0, orderViolations: 0 });
     // Class C was refused while the node was cut off (it could not reach the other gateway live).
     expect(p1.refusals.transporter_unavailable ?? 0).toBeGreaterThan(0);
