@@ -17,10 +17,9 @@ export interface ConnectionState {
   principal: Principal;
   connectionId: string;
   clientId: string;
-  /** Rooms this connection joined (its local view; the rooms store holds the cluster's). */
+  /** Rooms this connection joined (its local view; the rooms store holds the cluster's); {@link NO_ROOMS} until the first. */
   rooms: Set<string>;
   connectedAt: number;
-  cancelExpiry?: () => void;
   /** Handshake `auth.lastEventId`: replay the log after this position before going live. */
   resumeFrom?: string;
   /** Handshake `auth.rooms`: rooms to rejoin before the replay, so their missed traffic is included. */
@@ -30,6 +29,24 @@ export interface ConnectionState {
   ip?: string;
   /** The rate-limit keys of the connection's buckets, built once (see {@link quotaKey}). */
   quotaKeys?: Record<QuotaBucket, string>;
+}
+
+/**
+ * The rooms of a connection that has joined none, shared by all of them: most connections never
+ * join a room, and an empty Set costs ~150 bytes of heap each. {@link addRoom} gives a connection
+ * its own Set on its first join; adding to this one directly is a bug, so it throws.
+ */
+class NoRooms extends Set<string> {
+  override add(): this {
+    throw new Error("NO_ROOMS is shared by every connection: add rooms with addRoom()");
+  }
+}
+export const NO_ROOMS: Set<string> = new NoRooms();
+
+/** Records that the connection joined `roomId`. */
+export function addRoom(state: { rooms: Set<string> }, roomId: string): void {
+  if (state.rooms === NO_ROOMS) state.rooms = new Set();
+  state.rooms.add(roomId);
 }
 
 /** Longest `User-Agent` kept for presence; longer ones are cut. */

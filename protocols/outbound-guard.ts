@@ -10,7 +10,7 @@ import type { Socket } from "socket.io";
  *
  * - Class A traffic goes out as Socket.IO *volatile* packets, which Socket.IO drops whenever the
  *   transport is not writable: as soon as anything waits, class A is shed, class B/C are queued.
- * - {@link guardOutbound} counts what waits on each connection as it grows; past
+ * - {@link outboundGuard} counts what waits on each connection as it grows; past
  *   WS_MAX_BUFFERED_MESSAGES packets or WS_MAX_BUFFERED_BYTES bytes the connection is closed with
  *   reason `slow_consumer` ({@link closeSlowConsumer}): what waits is dropped, the notice takes its
  *   place, then the connection closes. Nothing class B/C is lost by that: it is in the log, and
@@ -53,9 +53,22 @@ interface GuardState {
   /** Bytes of the packets in `writeBuffer` (reset when engine.io flushes it to the transport). */
   queuedBytes: number;
   tripped: boolean;
+  /** The connection's own sendPacket, which the guarded one calls. */
+  readonly send: EngineConnection["sendPacket"];
+  readonly guard: Guard;
 }
 
-const guards = new WeakMap<EngineConnection, GuardState>();
+interface Guard {
+  readonly limits: OutboundLimits;
+  readonly onOverflow: (conn: EngineConnection, backlog: OutboundBacklog) => void;
+}
+
+/**
+ * The guard's state lives on the connection itself: the guarded sendPacket reads it on every
+ * packet, and a property is cheaper to read than a WeakMap and costs no map entry.
+ */
+const GUARD = Symbol("outboundGuard");
+type Guarded = EngineConnection & { [GUARD]?: GuardState };
 
 function sizeOf(data: unknown): number {
   if (typeof data === "string") return data.length;
@@ -72,42 +85,52 @@ function inFlightBytes(conn: EngineConnection): number {
 
 /** What waits on a connection right now: queued packets, and their bytes plus the write in progress. */
 export function outboundBacklog(conn: EngineConnection): OutboundBacklog {
-  const state = guards.get(conn);
+  const state = (conn as Guarded)[GUARD];
   if (conn.writeBuffer.length === 0) return { messages: 0, bytes: inFlightBytes(conn) };
   const queuedBytes = state ? state.queuedBytes : conn.writeBuffer.reduce((sum, p) => sum + sizeOf(p.data), 0);
   return { messages: conn.writeBuffer.length, bytes: queuedBytes + inFlightBytes(conn) };
 }
 
 /**
- * Watches one engine.io connection; calls `onOverflow` once, when a new packet would make more
- * than `limits` wait. Idempotent per connection (several namespaces share one connection).
+ * A guard for engine.io connections: the returned function watches one connection and calls
+ * `onOverflow` once, when a new packet would make more than `limits` wait. Idempotent per
+ * connection (several namespaces share one connection). Every watched connection shares one
+ * guarded sendPacket, so a connection costs its small state object and no closures.
  */
-export function guardOutbound(conn: EngineConnection, limits: OutboundLimits, onOverflow: (backlog: OutboundBacklog) => void): void {
-  if (guards.has(conn)) return;
-  const state: GuardState = { queuedBytes: 0, tripped: false };
-  guards.set(conn, state);
-  // Wraps the connection's own sendPacket rather than listening to `packetCreate`: it runs for every
-  // packet of every connection, and a direct call costs less than an event with a listener. The
-  // common case (nothing waiting, transport writable: the packet goes out at once) returns first.
-  const sendPacket = conn.sendPacket;
-  // engine.io 6's sendPacket(type, data, options, callback), passed on as is: no rest array per packet.
-  conn.sendPacket = function (this: EngineConnection, type: string, data?: unknown, options?: unknown, callback?: unknown) {
-    if (this.writeBuffer.length === 0) {
-      state.queuedBytes = 0;
-      if (this.transport.writable) return sendPacket.call(this, type, data, options, callback);
-    }
-    if (!state.tripped) {
-      state.queuedBytes += sizeOf(data);
-      const messages = this.writeBuffer.length + 1;
-      if (messages > limits.maxMessages || state.queuedBytes + inFlightBytes(this) > limits.maxBytes) {
-        state.tripped = true;
-        const backlog = { messages, bytes: state.queuedBytes + inFlightBytes(this) };
-        // After this packet is queued, so that the drop includes it.
-        queueMicrotask(() => onOverflow(backlog));
-      }
-    }
-    return sendPacket.call(this, type, data, options, callback);
+export function outboundGuard(limits: OutboundLimits, onOverflow: (conn: EngineConnection, backlog: OutboundBacklog) => void): (conn: EngineConnection) => void {
+  const guard: Guard = { limits, onOverflow };
+  return (conn: Guarded) => {
+    if (conn[GUARD]) return;
+    conn[GUARD] = { queuedBytes: 0, tripped: false, send: conn.sendPacket, guard };
+    conn.sendPacket = guardedSendPacket;
   };
+}
+
+/**
+ * Replaces the connection's own sendPacket rather than listening to `packetCreate`: it runs for
+ * every packet of every connection, and a direct call costs less than an event with a listener.
+ * The common case (nothing waiting, transport writable: the packet goes out at once) returns
+ * first. engine.io 6's sendPacket(type, data, options, callback) is passed on as is: no rest
+ * array per packet.
+ */
+function guardedSendPacket(this: Guarded, type: string, data?: unknown, options?: unknown, callback?: unknown): unknown {
+  const state = this[GUARD] as GuardState;
+  if (this.writeBuffer.length === 0) {
+    state.queuedBytes = 0;
+    if (this.transport.writable) return state.send.call(this, type, data, options, callback);
+  }
+  if (!state.tripped) {
+    state.queuedBytes += sizeOf(data);
+    const messages = this.writeBuffer.length + 1;
+    const { limits, onOverflow } = state.guard;
+    if (messages > limits.maxMessages || state.queuedBytes + inFlightBytes(this) > limits.maxBytes) {
+      state.tripped = true;
+      const backlog = { messages, bytes: state.queuedBytes + inFlightBytes(this) };
+      // After this packet is queued, so that the drop includes it.
+      queueMicrotask(() => onOverflow(this, backlog));
+    }
+  }
+  return state.send.call(this, type, data, options, callback);
 }
 
 /**
@@ -121,7 +144,7 @@ export function closeSlowConsumer(conn: EngineConnection, notify: () => void = (
   if (conn.readyState !== "open") return;
   conn.writeBuffer.splice(0);
   if (conn.packetsFn) conn.packetsFn.splice(0);
-  const state = guards.get(conn);
+  const state = (conn as Guarded)[GUARD];
   if (state) state.queuedBytes = 0;
   notify();
   conn.close();

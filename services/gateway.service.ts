@@ -13,7 +13,7 @@ import { DELIVERY_EVENT, emitLocally, type Delivery, type DeliveryTarget } from 
 import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/errors";
 import { tenantChannel, userChannel } from "../lib/keys";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
-import { metaFor, quotaKey, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
+import { NO_ROOMS, addRoom, deviceOf, metaFor, quotaKey, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { PF2_EVENTS, connectedEvent, dispatchPf2, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
 import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
@@ -31,7 +31,7 @@ import { OPERATOR, auditFirst, auditReporterOf } from "../lib/audit-trail";
 import { reportAuthFailure, reportClassDRefused, reportConnectionRefused, reportRateLimited } from "../lib/security-audit";
 import { MEMBERS_REMOVED_EVENT, PRESENCE_INTEREST_EVENT, PRESENCE_NOTICE_EVENT, PUSH_EVENT, type PresenceInterest, type MembersRemovedNotice, type PresenceNotices, type PushNotice, type PushSink } from "../lib/push";
 import { pf2Sink } from "../protocols/pf2/pf2-sink";
-import { scheduleTokenExpiry } from "../protocols/token-expiry";
+import { cancelTokenExpiry, scheduleTokenExpiry } from "../protocols/token-expiry";
 import { AppendBatcher, type AppendOutcome } from "../lib/append-batcher";
 import { PRESENCE_BATCH_MAX, type PresenceOp } from "../lib/presence-ops";
 import type { Presence } from "../stores/presence/presence-store";
@@ -40,7 +40,6 @@ import { broadcastToRemote } from "../lib/remote-broadcast";
 // --- seed 003 `/ws/app` (protocols/app) and operator disconnects ---
 import { APP_NAMESPACE, appNamespace, authorizeAppSocket, onAppConnection } from "../protocols/app/app-adapter";
 import { appSink } from "../protocols/app/app-sink";
-import { deviceOf } from "../protocols/connection";
 import { checkDisconnect, systemDisconnect, systemDisconnectParams, type SystemDisconnectParams } from "../protocols/system-disconnect";
 import type { DisconnectNotice } from "../lib/push";
 import { RawWsAdapter, WS_RELAY_EVENT, type WsRelay } from "../protocols/ws/ws-adapter";
@@ -48,7 +47,7 @@ import { Seed002Polling, seed002PollActions, seed002PollRoute } from "../protoco
 import type { Server as HttpServer } from "node:http";
 // Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
 import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, isLogged, shutdownDetails } from "../protocols/shutdown";
-import { closeSlowConsumer, guardOutbound, outboundBacklog, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
+import { closeSlowConsumer, outboundBacklog, outboundGuard, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
 import { flushTransporterSoon, onTransporterChange, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
@@ -601,7 +600,7 @@ export function createGatewayService(config: Config): ServiceSchema {
           principal,
           connectionId: socket.id,
           clientId: isIdentifier(requestedClientId) ? requestedClientId : randomUUID(),
-          rooms: new Set(),
+          rooms: NO_ROOMS,
           connectedAt: Date.now(),
           ...deviceOf(socket),
           ...(resumeFrom !== undefined ? { resumeFrom } : {}),
@@ -615,13 +614,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         const state = stateOf(socket);
         if (state.resumeFrom !== undefined) (this.pf2().adapter as unknown as HoldingAdapter).hold(socket.id);
         socket.join([userChannel(state.tenantId, state.userId), tenantChannel(state.tenantId)]);
-        socket.onAny((event: string, ...args: unknown[]) => {
-          if (dispatchPf2(socket, event, args)) return;
-          const body = { error: `Unknown event '${String(event).slice(0, 64)}'`, code: ErrorCode.INVALID_REQUEST, details: { event: String(event).slice(0, 64) } };
-          socket.emit(PF2_EVENTS.error, body);
-          const ack = args[args.length - 1];
-          if (typeof ack === "function") (ack as (b: unknown) => void)(body);
-        });
+        socket.onAny(onPf2Event);
         socket.on("disconnect", () => {
           this.inFlight.track(this.onPf2Disconnect(socket)).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
         });
@@ -648,14 +641,20 @@ export function createGatewayService(config: Config): ServiceSchema {
               if ((err as { type?: unknown }).type === ErrorCode.AUTHZ_FAILED) continue;
               throw err;
             }
-            state.rooms.add(roomId);
+            addRoom(state, roomId);
             socket.join(roomChannel(state.tenantId, roomId));
           }
           if (state.resumeFrom === undefined) {
             socket.emit(PF2_EVENTS.connected, { ...connectedEvent(state), rooms: [...state.rooms] });
             return;
           }
-          const viewer: Viewer = { userId: state.userId, rooms: state.rooms };
+          // Rooms joined during the replay count for its later pages too.
+          const viewer: Viewer = {
+            userId: state.userId,
+            get rooms() {
+              return state.rooms;
+            }
+          };
           let page = await this.readEvents(state.tenantId, viewer, state.resumeFrom, 500);
           socket.emit(PF2_EVENTS.connected, { ...connectedEvent(state), rooms: [...state.rooms], recovered: !page.lost, ...(page.lost ? { lastEventId: page.next } : {}) });
           while (!page.lost && socket.connected) {
@@ -779,9 +778,9 @@ export function createGatewayService(config: Config): ServiceSchema {
 
       async onPf2Disconnect(this: GatewayThis, socket: Socket) {
         const state = stateOf(socket);
-        state.cancelExpiry?.();
+        cancelTokenExpiry(state.principal.exp, socket);
         const rooms = [...state.rooms];
-        state.rooms.clear();
+        state.rooms = NO_ROOMS;
         await Promise.all([
           this.rateLimits.reset(state.tenantId, quotaKey(state, "message"), MINUTE_MS).catch(() => undefined),
           this.rateLimits.reset(state.tenantId, quotaKey(state, "control"), MINUTE_MS).catch(() => undefined)
@@ -1086,7 +1085,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
       });
       const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
-      this.io.engine.on("connection", (conn: EngineConnection) => guardOutbound(conn, limits, backlog => this.shedSlowConsumer(conn, backlog)));
+      this.io.engine.on("connection", outboundGuard(limits, (conn, backlog) => this.shedSlowConsumer(conn, backlog)));
       let redisDown = false;
       const down = () => (redisDown = true);
       this.redis?.on("error", down);
@@ -1122,10 +1121,21 @@ function clusterJoinGraceMs(broker: Service["broker"]): number {
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */
 function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  scheduleTokenExpiry(state.principal.exp, cancel => (state.cancelExpiry = cancel), () => {
-    socket.emit(PF2_EVENTS.error, { error: "Token expired", code: ErrorCode.AUTH_FAILED, details: { reason: "expired" } });
-    socket.disconnect(true);
-  });
+  scheduleTokenExpiry(state.principal.exp, socket, expirePf2Socket);
+}
+
+/** Every client event of a PF-2 socket; Socket.IO calls it with the socket as `this` (one function for all sockets). */
+function onPf2Event(this: Socket, event: string, ...args: unknown[]) {
+  if (dispatchPf2(this, event, args)) return;
+  const body = { error: `Unknown event '${String(event).slice(0, 64)}'`, code: ErrorCode.INVALID_REQUEST, details: { event: String(event).slice(0, 64) } };
+  this.emit(PF2_EVENTS.error, body);
+  const ack = args[args.length - 1];
+  if (typeof ack === "function") (ack as (b: unknown) => void)(body);
+}
+
+function expirePf2Socket(socket: Socket) {
+  socket.emit(PF2_EVENTS.error, { error: "Token expired", code: ErrorCode.AUTH_FAILED, details: { reason: "expired" } });
+  socket.disconnect(true);
 }
 
 export default () => createGatewayService(loadConfig());

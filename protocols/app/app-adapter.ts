@@ -2,7 +2,7 @@ import type { Socket } from "socket.io";
 import { bearerToken, type Principal } from "../../lib/auth";
 import { ErrorCode, RealtimeError, authzFailed, invalidRequest, rateLimited, tenantViolation, toClientError } from "../../lib/errors";
 import { conversationChannel, tenantChannel, userChannel } from "../../lib/keys";
-import { deviceOf, stateOf, type ConnectionState, type GatewayHost, type HostedSocket } from "../connection";
+import { NO_ROOMS, deviceOf, stateOf, type ConnectionState, type GatewayHost, type HostedSocket } from "../connection";
 import { APP_OUT } from "./app-sink";
 import { scheduleTokenExpiry } from "../token-expiry";
 import { parseConversation, payloadBytes } from "./app-schemas";
@@ -76,7 +76,7 @@ export async function authorizeAppSocket(host: GatewayHost, socket: Socket): Pro
     principal,
     connectionId: socket.id,
     clientId: socket.id,
-    rooms: new Set(),
+    rooms: NO_ROOMS,
     connectedAt: Date.now(),
     conversations: new Set(),
     ...deviceOf(socket)
@@ -106,10 +106,12 @@ export async function onAppConnection(host: GatewayHost, socket: Socket): Promis
 
 /** Closes the socket when its token expires, telling it `socket_error:token_expired` first. */
 function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  scheduleTokenExpiry(state.principal.exp, cancel => (state.cancelExpiry = cancel), () => {
-    socket.emit(APP_OUT.error, { code: APP_ERROR.tokenExpired, message: "Token expired" } satisfies AppError);
-    socket.disconnect(true);
-  });
+  scheduleTokenExpiry(state.principal.exp, socket, expireAppSocket);
+}
+
+function expireAppSocket(socket: Socket) {
+  socket.emit(APP_OUT.error, { code: APP_ERROR.tokenExpired, message: "Token expired" } satisfies AppError);
+  socket.disconnect(true);
 }
 
 /**

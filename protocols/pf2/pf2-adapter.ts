@@ -6,7 +6,7 @@ import { roomChannel } from "../../lib/keys";
 import type { DeliveryTarget } from "../../lib/delivery";
 import type { Audience, BusEvent, StoredEvent } from "../../stores/event-log";
 import type { RateLimitResult } from "../../stores/rate-limit";
-import { stateOf, type ConnectionState, type GatewayHost, type HostedSocket, type QuotaBucket } from "../connection";
+import { addRoom, stateOf, type ConnectionState, type GatewayHost, type HostedSocket, type QuotaBucket } from "../connection";
 import {
   checkMessage,
   checkPresence,
@@ -226,7 +226,7 @@ const onJoinRoom: Handler = async (socket, data, ack) => {
     await host.callAs(state, "rooms.leave", { tenantId: state.tenantId, roomId, connectionId: state.connectionId }).catch(() => undefined);
     return;
   }
-  state.rooms.add(roomId);
+  addRoom(state, roomId);
   await socket.join(roomChannel(state.tenantId, roomId));
   socket.emit(PF2_EVENTS.roomJoined, { roomId });
   ack?.({ roomId });

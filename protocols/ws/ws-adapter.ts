@@ -17,7 +17,7 @@ import { NOTIFICATIONS, PRESENCE, conversationChannel, parseChannel, presenceCha
 import { FROM_NOW, FROM_START, cursorOf, sequenceOf } from "./ws-cursor";
 import { WsError, WsErrorCode, ackFrame, envelope, errorFrame, invalidMessage, parseFrame, toWsError, type InboundFrame, type WsEnvelope } from "./ws-envelope";
 import { WS_EVENT_TYPES, WS_RENDERED_TYPES, frameOf, presencePayloadOf, renderStored, type RenderedEvent } from "./ws-render";
-import { scheduleTokenExpiry } from "../token-expiry";
+import { cancelTokenExpiry, scheduleTokenExpiry } from "../token-expiry";
 
 /**
  * Seed 002, the raw WebSocket protocol: `ws://host:WS_PORT/ws?token=<JWT>` on the gateway's HTTP
@@ -71,7 +71,6 @@ class WsConnection {
   overflowed = false;
   lastSeen = Date.now();
   closed = false;
-  cancelExpiry?: () => void;
   /** Client frames are handled one at a time, in order. */
   queue: Promise<void> = Promise.resolve();
   queued = 0;
@@ -400,11 +399,14 @@ export class RawWsAdapter {
   }
 
   private scheduleExpiry(conn: WsConnection) {
-    scheduleTokenExpiry(conn.state.principal.exp, cancel => (conn.cancelExpiry = cancel), () => {
-      this.sendNow(conn, errorFrame({ code: WsErrorCode.TOKEN_EXPIRED, message: "Token expired; reconnect with a fresh token" }));
-      this.disconnect(conn, CLOSE.policy, "token_expired");
-    });
+    scheduleTokenExpiry(conn.state.principal.exp, conn, this.expire);
   }
+
+  /** One handler for every connection of this adapter (token-expiry.ts keeps no closure per connection). */
+  private readonly expire = (conn: WsConnection) => {
+    this.sendNow(conn, errorFrame({ code: WsErrorCode.TOKEN_EXPIRED, message: "Token expired; reconnect with a fresh token" }));
+    this.disconnect(conn, CLOSE.policy, "token_expired");
+  };
 
   /** `disconnect {reason}` then a close frame; cleanup runs on the socket's close event. */
   private disconnect(conn: WsConnection, code: number, reason: string) {
@@ -420,7 +422,7 @@ export class RawWsAdapter {
     if (conn.closed) return;
     conn.closed = true;
     const { state } = conn;
-    conn.cancelExpiry?.();
+    cancelTokenExpiry(state.principal.exp, conn);
     this.connections.delete(conn.id);
     removeFrom(this.byUser, userChannel(state.tenantId, state.userId), conn);
     for (const channel of [...conn.channels]) this.unindexChannel(conn, channel);

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import { ServiceBroker } from "moleculer";
-import { closeSlowConsumer, guardOutbound, outboundBacklog, type EngineConnection } from "../../protocols/outbound-guard";
+import { closeSlowConsumer, outboundBacklog, outboundGuard, type EngineConnection } from "../../protocols/outbound-guard";
 import { InFlight, isLogged } from "../../protocols/shutdown";
 import { ExitDeadlineMiddleware } from "../../lib/exit-deadline";
 import { flushTransporter, flushTransporterSoon, transporterStatus } from "../../lib/transporter-status";
@@ -46,7 +46,7 @@ describe("outbound guard (slow consumers)", () => {
   it("ignores traffic to a client that keeps up, however much", async () => {
     const conn = new FakeConnection();
     const overflow = jest.fn();
-    guardOutbound(conn, { maxMessages: 3, maxBytes: 10 }, overflow);
+    outboundGuard({ maxMessages: 3, maxBytes: 10 }, (_conn, backlog) => overflow(backlog))(conn);
     for (let i = 0; i < 100; i++) conn.send("0123456789abcdef");
     await tick();
     expect(overflow).not.toHaveBeenCalled();
@@ -55,7 +55,7 @@ describe("outbound guard (slow consumers)", () => {
   it("trips once past the message limit while the transport is busy, and counts what waits", async () => {
     const conn = new FakeConnection();
     const overflow = jest.fn();
-    guardOutbound(conn, { maxMessages: 3, maxBytes: 1_000_000 }, overflow);
+    outboundGuard({ maxMessages: 3, maxBytes: 1_000_000 }, (_conn, backlog) => overflow(backlog))(conn);
     conn.transport.writable = false;
     conn.send("a");
     conn.send("b");
@@ -73,7 +73,7 @@ describe("outbound guard (slow consumers)", () => {
   it("counts the bytes of queued packets plus the write in progress against the byte limit", async () => {
     const conn = new FakeConnection();
     const overflow = jest.fn();
-    guardOutbound(conn, { maxMessages: 1000, maxBytes: 100 }, overflow);
+    outboundGuard({ maxMessages: 1000, maxBytes: 100 }, (_conn, backlog) => overflow(backlog))(conn);
     conn.transport.writable = false;
     conn.transport.socket.bufferedAmount = 60;
     conn.send("x".repeat(30));
@@ -86,7 +86,7 @@ describe("outbound guard (slow consumers)", () => {
 
   it("forgets the queued bytes once engine.io flushes them to the transport", async () => {
     const conn = new FakeConnection();
-    guardOutbound(conn, { maxMessages: 1000, maxBytes: 1000 }, jest.fn());
+    outboundGuard({ maxMessages: 1000, maxBytes: 1000 }, jest.fn())(conn);
     conn.transport.writable = false;
     conn.send("x".repeat(50));
     expect(outboundBacklog(conn).bytes).toBe(50);
