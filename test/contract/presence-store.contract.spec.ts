@@ -296,6 +296,31 @@ for (const backend of backends) {
         expect(await store().connections("t1", "u1")).toEqual([{ connectionId: "a", nodeId: "n1", connectedAt: T0 + 200, lastSeen: T0 + 200 }]);
       });
 
+      it("keeps a user with many devices exact: connect, heartbeat, disconnect, expiry and node loss", async () => {
+        const ids = Array.from({ length: 20 }, (_, i) => `c${String(i).padStart(2, "0")}`);
+        for (const [i, id] of ids.entries()) {
+          const result = await store().connect("t1", "u1", id, `n${i % 3}`, T0 + i, { userAgent: `ua-${id}` });
+          expect(result.changed).toBe(i === 0);
+          expect(result.presence.connections).toBe(i + 1);
+        }
+        // Reconnecting under a known id replaces that connection, it does not add one.
+        expect((await store().connect("t1", "u1", "c05", "n1", T0 + 5)).presence.connections).toBe(20);
+        expect((await store().connections("t1", "u1")).find(c => c.connectionId === "c05")?.nodeId).toBe("n1");
+        expect(await store().heartbeat(ids.slice(0, 10).map(connectionId => ({ tenantId: "t1", userId: "u1", connectionId })), T0 + 100)).toEqual([]);
+        for (const id of ids.slice(10, 14)) await store().disconnect("t1", "u1", id, T0 + 101);
+        expect((await store().get("t1", "u1")).connections).toBe(16);
+        await store().removeNode("n0", T0 + 102);
+        const afterNodeLoss = (await store().connections("t1", "u1")).map(c => c.connectionId);
+        expect(afterNodeLoss).toEqual(ids.filter((_, i) => !(i >= 10 && i < 14) && i % 3 !== 0));
+        // Only the refreshed ones (the first ten) survive the expiry.
+        await store().expire(T0 + 50, T0 + 103);
+        const left = await store().connections("t1", "u1");
+        expect(left.map(c => c.connectionId)).toEqual(afterNodeLoss.filter(id => ids.indexOf(id) < 10));
+        expect(left.find(c => c.connectionId === "c01")).toEqual({ connectionId: "c01", nodeId: "n1", connectedAt: T0 + 1, lastSeen: T0 + 100, userAgent: "ua-c01" });
+        for (const { connectionId } of left) await store().disconnect("t1", "u1", connectionId, T0 + 104);
+        expect(await store().get("t1", "u1")).toEqual(offline("u1", iso(T0 + 104)));
+      });
+
       it("keeps each tenant's devices apart", async () => {
         await store().connect("t1", "u1", "c1", "n1", T0, { ip: "10.0.0.1" });
         await store().connect("t2", "u1", "c1", "n1", T0 + 1, { ip: "10.0.0.2" });
