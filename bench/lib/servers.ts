@@ -28,7 +28,7 @@ export interface ServerProcess {
   url?: string;
   output(): string;
   /** Full GC in the process, then its memory usage (see memprobe.ts). */
-  memory(): Promise<MemoryUsage>;
+  memory(): Promise<MemoryProbe>;
   stop(): Promise<void>;
 }
 
@@ -39,6 +39,9 @@ export interface MemoryUsage {
   external: number;
   arrayBuffers: number;
 }
+
+/** One probe's answer: the memory usage, and the heap snapshot written with it (BENCH_HEAP_SNAPSHOT_DIR, see memprobe.ts). */
+export type MemoryProbe = MemoryUsage & { snapshot?: string };
 
 export interface RunningTarget {
   /** Socket.IO URLs of the gateways (clients are spread over them round-robin). */
@@ -92,7 +95,8 @@ function start(name: string, args: string[], env: Record<string, string>, config
   }
   let output = "";
   let probes = 0;
-  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const snapshots = process.env.BENCH_HEAP_SNAPSHOT_DIR ? { BENCH_HEAP_SNAPSHOT_DIR: process.env.BENCH_HEAP_SNAPSHOT_DIR } : {};
+  const child = spawn(process.execPath, [...nodeArgs, ...args], { cwd: ROOT, env: { ...env, ...snapshots }, stdio: ["ignore", "pipe", "pipe"] });
   const keep = (chunk: Buffer) => {
     output += chunk.toString();
     if (output.length > 200_000) output = output.slice(-100_000);
@@ -113,7 +117,7 @@ function start(name: string, args: string[], env: Record<string, string>, config
       for (;;) {
         const lines = output.match(/BENCH_MEMORY (\{.*\})/g) ?? [];
         for (const line of lines.reverse()) {
-          const parsed = JSON.parse(line.slice("BENCH_MEMORY ".length)) as MemoryUsage & { probe: number };
+          const parsed = JSON.parse(line.slice("BENCH_MEMORY ".length)) as MemoryProbe & { probe: number };
           if (parsed.probe >= wanted) return parsed;
         }
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`${name}: no memory probe answer`);
