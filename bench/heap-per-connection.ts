@@ -1,10 +1,11 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import jwt from "jsonwebtoken";
-import { io, type Socket } from "socket.io-client";
 import { loadBenchConfig, type BenchConfig } from "./lib/config";
+import type { ConnectResult } from "./lib/protocol";
 import { startBaseline, startProductSingle, type RunningTarget } from "./lib/servers";
+import { LoadWorker } from "./lib/workers";
+import { TENANT } from "./scenarios/context";
 
 /**
  * `npm run bench:heap`: where each server's JS heap per held connection goes, product (one node)
@@ -86,30 +87,22 @@ export function newObjects(before: Snapshot, after: Snapshot, connections: numbe
   return footprint;
 }
 
-async function hold(url: string, config: BenchConfig, prefix: string, count: number, sockets: Socket[]): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < count) {
-      const k = next++;
-      const token = jwt.sign({ tenantId: "bench", userId: `${prefix}${k}` }, config.secret, { algorithm: "HS256", expiresIn: "2h" });
-      const socket = io(url, { transports: ["websocket"], auth: { token }, reconnection: false, forceNew: true });
-      sockets.push(socket);
-      await new Promise<void>((resolve, reject) => {
-        socket.once("connected", () => resolve());
-        socket.once("connect_error", reject);
-      });
-    }
-  };
-  await Promise.all(Array.from({ length: 20 }, lane));
+/** Opens `count` more authenticated connections from the load worker, and keeps them open. */
+async function hold(worker: LoadWorker, target: RunningTarget, config: BenchConfig, userPrefix: string, count: number): Promise<void> {
+  const result = await worker.request<ConnectResult>(
+    { cmd: "connect", group: "held", urls: target.urls, secret: config.secret, tenantId: TENANT, userPrefix, from: 0, count, localAddresses: config.sourceAddresses, concurrency: 20, timeoutMs: 20_000 },
+    60_000 + count * 20
+  );
+  if (result.connected < count) throw new Error(`only ${result.connected} of ${count} connections opened: ${JSON.stringify(result.errors)}`);
 }
 
 async function measure(name: string, target: RunningTarget, config: BenchConfig, connections: number, depth: number): Promise<{ footprint: Footprint; total: number }> {
   const [server] = target.gateways;
-  const sockets: Socket[] = [];
+  const worker = new LoadWorker(0, 1024);
   try {
-    await hold(target.urls[0], config, "warm-", WARM, sockets);
+    await hold(worker, target, config, "warm-", WARM);
     const before = (await server.memory()).snapshot;
-    await hold(target.urls[0], config, "u-", connections, sockets);
+    await hold(worker, target, config, "u-", connections);
     const after = (await server.memory()).snapshot;
     if (!before || !after) throw new Error(`${name}: no heap snapshot (BENCH_HEAP_SNAPSHOT_DIR)`);
     const footprint = newObjects(readSnapshot(before), readSnapshot(after), connections, depth);
@@ -117,7 +110,8 @@ async function measure(name: string, target: RunningTarget, config: BenchConfig,
     console.log(`${name}: ${total.toFixed(0)} bytes of new objects per connection (${connections} connections after ${WARM})`);
     return { footprint, total };
   } finally {
-    for (const s of sockets) s.close();
+    await worker.request({ cmd: "close", group: "held" }, 60_000).catch(() => undefined);
+    await worker.stop();
     await target.stop();
   }
 }

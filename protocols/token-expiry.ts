@@ -5,7 +5,7 @@
  *
  * Connections are kept in buckets by the second their token expires, checked by one timer per
  * process (unref'd: it never holds the process open), at most a second late. A bucket maps each
- * target (the connection's own state object) to its handler: one map entry per connection, where
+ * target (the connection: a Socket.IO socket, a raw WebSocket connection) to its handler: one map entry per connection, where
  * a timer would cost ~0.4 KiB of heap and closures (a callback, a wrapper, a cancel function and
  * their contexts) ~0.2 KiB.
  */

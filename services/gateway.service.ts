@@ -618,7 +618,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         socket.on("disconnect", () => {
           this.inFlight.track(this.onPf2Disconnect(socket)).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
         });
-        scheduleExpiry(socket, state);
+        scheduleTokenExpiry(state.principal.exp, socket, expirePf2Socket);
         await this.registerConnection(state);
         if (state.resumeFrom !== undefined || state.resumeRooms !== undefined) return this.resume(socket, state);
         if (socket.connected) socket.emit(PF2_EVENTS.connected, connectedEvent(state));
@@ -1119,11 +1119,6 @@ function clusterJoinGraceMs(broker: Service["broker"]): number {
   return Math.max(0, interval) * 1000 + 500;
 }
 
-/** Closes the connection when its token expires: a socket is never more trusted than its token. */
-function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  scheduleTokenExpiry(state.principal.exp, socket, expirePf2Socket);
-}
-
 /** Every client event of a PF-2 socket; Socket.IO calls it with the socket as `this` (one function for all sockets). */
 function onPf2Event(this: Socket, event: string, ...args: unknown[]) {
   if (dispatchPf2(this, event, args)) return;
@@ -1133,6 +1128,7 @@ function onPf2Event(this: Socket, event: string, ...args: unknown[]) {
   if (typeof ack === "function") (ack as (b: unknown) => void)(body);
 }
 
+/** Closes the connection when its token expires: a socket is never more trusted than its token. */
 function expirePf2Socket(socket: Socket) {
   socket.emit(PF2_EVENTS.error, { error: "Token expired", code: ErrorCode.AUTH_FAILED, details: { reason: "expired" } });
   socket.disconnect(true);

@@ -99,16 +99,12 @@ export async function onAppConnection(host: GatewayHost, socket: Socket): Promis
   socket.on("disconnect", () => {
     host.releaseConnection(socket).catch((err: Error) => host.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
   });
-  scheduleExpiry(socket, state);
+  scheduleTokenExpiry(state.principal.exp, socket, expireAppSocket);
   socket.emit(APP_OUT.ready, { message: "Connected to realtime notifications", userId: state.userId });
   await host.registerConnection(state);
 }
 
 /** Closes the socket when its token expires, telling it `socket_error:token_expired` first. */
-function scheduleExpiry(socket: Socket, state: ConnectionState) {
-  scheduleTokenExpiry(state.principal.exp, socket, expireAppSocket);
-}
-
 function expireAppSocket(socket: Socket) {
   socket.emit(APP_OUT.error, { code: APP_ERROR.tokenExpired, message: "Token expired" } satisfies AppError);
   socket.disconnect(true);

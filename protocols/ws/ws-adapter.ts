@@ -337,7 +337,7 @@ export class RawWsAdapter {
     ws.on("close", () => {
       this.cleanup(conn).catch((err: Error) => this.host.logger.warn("Raw WebSocket cleanup failed", { connectionId, error: err.message }));
     });
-    this.scheduleExpiry(conn);
+    scheduleTokenExpiry(conn.state.principal.exp, conn, this.expire);
     await this.host.registerConnection(state);
 
     // Channels asked for in the URL are joined before the replay, so their missed traffic is in it.
@@ -398,11 +398,7 @@ export class RawWsAdapter {
     }
   }
 
-  private scheduleExpiry(conn: WsConnection) {
-    scheduleTokenExpiry(conn.state.principal.exp, conn, this.expire);
-  }
-
-  /** One handler for every connection of this adapter (token-expiry.ts keeps no closure per connection). */
+  /** Closes a connection whose token expired; one handler for all of this adapter's connections. */
   private readonly expire = (conn: WsConnection) => {
     this.sendNow(conn, errorFrame({ code: WsErrorCode.TOKEN_EXPIRED, message: "Token expired; reconnect with a fresh token" }));
     this.disconnect(conn, CLOSE.policy, "token_expired");
