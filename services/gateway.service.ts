@@ -14,6 +14,7 @@ import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/
 import { tenantChannel, userChannel } from "../lib/keys";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
 import { NO_ROOMS, addRoom, deviceOf, metaFor, quotaKey, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
+import { jsonBody } from "../protocols/json-body";
 import { PF2_EVENTS, connectedEvent, dispatchPf2, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
 import { appliedLimit, countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders } from "../protocols/rest-rate-limit";
@@ -195,9 +196,10 @@ export function createGatewayService(config: Config): ServiceSchema {
           authentication: true,
           authorization: true,
           mappingPolicy: "restrict",
-          bodyParsers: { json: { strict: true, limit: config.reconciliationMaxRequestBytes } },
-          // Counted against API_RATE_LIMIT like every /api route; the headers show the tighter limit.
-          use: restRateLimitMiddlewares(),
+          // Strict JSON within the limit (protocols/json-body.ts), then API_RATE_LIMIT like every
+          // /api route; the headers show the tighter limit.
+          bodyParsers: false,
+          use: [jsonBody(config.reconciliationMaxRequestBytes), ...restRateLimitMiddlewares()],
           onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
             const applied = appliedLimit(req, ctx.meta.$rateLimit);
             if (applied) setRateLimitHeaders(res, applied);
@@ -215,9 +217,10 @@ export function createGatewayService(config: Config): ServiceSchema {
           authentication: true,
           authorization: true,
           mappingPolicy: "restrict",
-          bodyParsers: { json: { strict: true, limit: "256kb" } },
-          // API_RATE_LIMIT per user and X-RateLimit-* headers on every /api response (protocols/rest-rate-limit.ts).
-          use: restRateLimitMiddlewares(),
+          // Strict JSON up to 256 KiB (protocols/json-body.ts), then API_RATE_LIMIT per user and
+          // X-RateLimit-* headers on every /api response (protocols/rest-rate-limit.ts).
+          bodyParsers: false,
+          use: [jsonBody(256 * 1024), ...restRateLimitMiddlewares()],
           onAfterCall(this: GatewayThis, ctx: Context<unknown, CallerMeta>, _route: unknown, req: IncomingMessage, res: ServerResponse, data: unknown) {
             const applied = appliedLimit(req, ctx.meta.$rateLimit);
             if (applied) setRateLimitHeaders(res, applied);

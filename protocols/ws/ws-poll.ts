@@ -5,6 +5,7 @@ import type { CallerMeta } from "../../lib/context";
 import { reportTenantViolation } from "../../mixins/tenant-scope.mixin";
 import type { ReadResult } from "../../stores/event-log";
 import { appliedRateLimit } from "../../stores/rate-limit/rate-limit-store";
+import { jsonBody } from "../json-body";
 import { bindTenant } from "../rest-auth";
 import { countRefusedRequest, restRateLimitMiddlewares, setRateLimitHeaders, tighter, type RateLimitState } from "../rest-rate-limit";
 import type { RawWsHost } from "./ws-adapter";
@@ -162,9 +163,9 @@ export function seed002PollRoute() {
     authentication: false,
     authorization: false,
     mappingPolicy: "restrict",
-    bodyParsers: { json: { strict: true, limit: "16kb" } },
-    // API_RATE_LIMIT and X-RateLimit-* like every /api route (protocols/rest-rate-limit.ts).
-    use: restRateLimitMiddlewares(),
+    // Strict JSON up to 16 KiB, then API_RATE_LIMIT and X-RateLimit-* like every /api route.
+    bodyParsers: false,
+    use: [jsonBody(16 * 1024), ...restRateLimitMiddlewares()],
     // Long polls wait up to 30 s.
     callOptions: { timeout: (POLL_MAX_TIMEOUT_SECONDS + 10) * 1000 },
     aliases: {
