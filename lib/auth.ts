@@ -28,7 +28,14 @@ export function isIdentifier(value: unknown): value is string {
 }
 
 export interface TokenVerifier {
+  /** A token its caller sends again and again (REST, polling): checked once, then served from the cache until it expires. */
   verify(token: unknown): Principal;
+  /**
+   * A token presented once for a connection (a socket handshake): served from the cache when a
+   * REST call put it there, but never added to it. A connection would keep its entry for its whole
+   * life and, past the cache's size, push the REST callers' repeated tokens out.
+   */
+  verifyConnection(token: unknown): Principal;
 }
 
 /** The settings a verifier is built from (lib/config.ts: JWT_SECRET, JWT_PUBLIC_KEY, JWT_CLOCK_SKEW_SECONDS, JWT_ISSUER, JWT_AUDIENCE). */
@@ -77,32 +84,44 @@ export function createTokenVerifier(config: TokenSettings): TokenVerifier {
 
   const verified = new VerifiedTokenCache(clockTolerance);
 
+  const check = (token: string): Principal => {
+    const header = decodeHeader(token);
+    const alg = typeof header.alg === "string" ? header.alg : "";
+    const key = keys.get(alg);
+    if (!key) throw authFailed("Token algorithm not accepted", { alg: alg.slice(0, 16) });
+    let payload: string | JwtPayload;
+    try {
+      payload = jwt.verify(token, key, {
+        algorithms: [alg as Algorithm],
+        clockTolerance,
+        ...(issuer ? { issuer: issuer as [string, ...string[]] } : {}),
+        ...(audience ? { audience: audience as [string, ...string[]] } : {})
+      });
+    } catch (err) {
+      throw refusal(err);
+    }
+    return principalFrom(payload);
+  };
+
   return {
     verify(token: unknown): Principal {
-      if (typeof token !== "string" || token.length === 0) throw authFailed("Missing token");
-      if (token.length > 8192) throw authFailed("Malformed token");
-      const known = verified.get(token);
-      if (known) return known;
-      const header = decodeHeader(token);
-      const alg = typeof header.alg === "string" ? header.alg : "";
-      const key = keys.get(alg);
-      if (!key) throw authFailed("Token algorithm not accepted", { alg: alg.slice(0, 16) });
-      let payload: string | JwtPayload;
-      try {
-        payload = jwt.verify(token, key, {
-          algorithms: [alg as Algorithm],
-          clockTolerance,
-          ...(issuer ? { issuer: issuer as [string, ...string[]] } : {}),
-          ...(audience ? { audience: audience as [string, ...string[]] } : {})
-        });
-      } catch (err) {
-        throw refusal(err);
-      }
-      const principal = principalFrom(payload);
+      assertTokenText(token);
+      const cached = verified.get(token);
+      if (cached) return cached;
+      const principal = check(token);
       verified.set(token, principal);
       return principal;
+    },
+    verifyConnection(token: unknown): Principal {
+      assertTokenText(token);
+      return verified.get(token) ?? check(token);
     }
   };
+}
+
+function assertTokenText(token: unknown): asserts token is string {
+  if (typeof token !== "string" || token.length === 0) throw authFailed("Missing token");
+  if (token.length > 8192) throw authFailed("Malformed token");
 }
 
 /** The JOSE header only (jwt.decode would also parse the payload, which jwt.verify parses again). */

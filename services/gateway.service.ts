@@ -572,7 +572,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         }
         let principal: Principal;
         try {
-          principal = this.verifier.verify((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerToken(socket.handshake.headers.authorization));
+          principal = this.verifier.verifyConnection((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerToken(socket.handshake.headers.authorization));
         } catch (err) {
           this.logger.debug("Socket.IO handshake refused", { address: socket.handshake.address, reason: (err as Error).message });
           reportAuthFailure(this.broker, err, "socket.io", socket.handshake.address, socket.nsp.name);
@@ -618,9 +618,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         if (state.resumeFrom !== undefined) (this.pf2().adapter as unknown as HoldingAdapter).hold(socket.id);
         socket.join([userChannel(state.tenantId, state.userId), tenantChannel(state.tenantId)]);
         socket.onAny(onPf2Event);
-        socket.on("disconnect", () => {
-          this.inFlight.track(this.onPf2Disconnect(socket)).catch((err: Error) => this.logger.warn("Disconnect cleanup failed", { connectionId: socket.id, error: err.message }));
-        });
+        socket.on("disconnect", onPf2SocketDisconnect);
         scheduleTokenExpiry(state.principal.exp, socket, expirePf2Socket);
         await this.registerConnection(state);
         if (state.resumeFrom !== undefined || state.resumeRooms !== undefined) return this.resume(socket, state);
@@ -1129,6 +1127,12 @@ function onPf2Event(this: Socket, event: string, ...args: unknown[]) {
   this.emit(PF2_EVENTS.error, body);
   const ack = args[args.length - 1];
   if (typeof ack === "function") (ack as (b: unknown) => void)(body);
+}
+
+/** A PF-2 socket's clean-up; Socket.IO calls it with the socket as `this` (one function for all sockets, no closure each). */
+function onPf2SocketDisconnect(this: Socket & { $service: GatewayThis }) {
+  const gateway = this.$service;
+  gateway.inFlight.track(gateway.onPf2Disconnect(this)).catch((err: Error) => gateway.logger.warn("Disconnect cleanup failed", { connectionId: this.id, error: err.message }));
 }
 
 /** Closes the connection when its token expires: a socket is never more trusted than its token. */

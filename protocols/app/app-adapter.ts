@@ -64,7 +64,7 @@ export async function authorizeAppSocket(host: GatewayHost, socket: Socket): Pro
   if (host.connectionCount() >= host.config.wsMaxConnections) throw refusal(ErrorCode.RATE_LIMIT, "Connection limit of this node reached");
   let principal: Principal;
   try {
-    principal = host.verifier.verify((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerToken(socket.handshake.headers.authorization));
+    principal = host.verifier.verifyConnection((socket.handshake.auth as { token?: unknown } | undefined)?.token ?? bearerToken(socket.handshake.headers.authorization));
   } catch (err) {
     const expired = ((err as RealtimeError).data as { reason?: unknown } | undefined)?.reason === "expired";
     host.logger.debug("/ws/app handshake refused", { address: socket.handshake.address, reason: (err as Error).message });

@@ -274,7 +274,7 @@ export class RawWsAdapter {
     try {
       const token = url.searchParams.get("token") || bearerToken(req.headers.authorization);
       if (!token) throw new WsError(WsErrorCode.MISSING_TOKEN, "Missing token: pass ?token=<JWT> or Authorization: Bearer <JWT>");
-      principal = this.host.verifier.verify(token);
+      principal = this.host.verifier.verifyConnection(token);
     } catch (err) {
       const { status, body } = toWsError(err);
       this.host.logger.debug("Raw WebSocket refused", { reason: body.code });

@@ -73,4 +73,23 @@ describe("createTokenVerifier with its cache", () => {
     const other = createTokenVerifier({ jwtSecret: "another-secret-entirely-0123456789", jwtPublicKey: undefined });
     expect(() => other.verify(token)).toThrow("Invalid token");
   });
+
+  it("serves a connection's token from the cache REST filled, but never adds one a connection presents", () => {
+    const verifier = createTokenVerifier({ jwtSecret: TEST_SECRET, jwtPublicKey: undefined });
+    const spy = jest.spyOn(jwt, "verify");
+    try {
+      const socketToken = tokenFor("acme", "socket-user");
+      expect(verifier.verifyConnection(socketToken).userId).toBe("socket-user");
+      expect(verifier.verifyConnection(socketToken).userId).toBe("socket-user");
+      expect(spy).toHaveBeenCalledTimes(2);
+      const restToken = tokenFor("acme", "rest-user");
+      verifier.verify(restToken);
+      expect(verifier.verifyConnection(restToken).userId).toBe("rest-user");
+      expect(spy).toHaveBeenCalledTimes(3);
+      expect(() => verifier.verifyConnection("")).toThrow("Missing token");
+      expect(() => verifier.verifyConnection("x".repeat(8193))).toThrow("Malformed token");
+    } finally {
+      spy.mockRestore();
+    }
+  });
 });
