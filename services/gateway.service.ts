@@ -13,7 +13,7 @@ import { DELIVERY_EVENT, emitLocally, type Delivery, type DeliveryTarget } from 
 import { ErrorCode, RealtimeError, invalidRequest, toClientError } from "../lib/errors";
 import { tenantChannel, userChannel } from "../lib/keys";
 import { TenantScopeMixin, reportTenantViolation } from "../mixins/tenant-scope.mixin";
-import { NO_ROOMS, addRoom, deviceOf, metaFor, quotaKey, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
+import { NO_ROOMS, addRoom, deviceOf, listenToAny, metaFor, quotaKey, stateOf, type ConnectionState, type GatewayHost, type QuotaBucket } from "../protocols/connection";
 import { jsonBody } from "../protocols/json-body";
 import { PF2_EVENTS, connectedEvent, dispatchPf2, pf2Namespace } from "../protocols/pf2/pf2-adapter";
 import { authenticateRequest, bindTenant, sendRestError } from "../protocols/rest-auth";
@@ -489,6 +489,16 @@ export function createGatewayService(config: Config): ServiceSchema {
         return this.io.of(APP_NAMESPACE);
       },
 
+      /**
+       * moleculer-io keeps the authorised principal on `socket.client.user` for its action-calling
+       * event handlers. No namespace has one (every handler is the gateway's own function, and the
+       * generic `call` action is off); the principal lives in the connection state, so a second
+       * copy would only cost every socket memory.
+       */
+      socketSaveUser() {
+        return undefined;
+      },
+
       connectionCount(this: GatewayThis) {
         return this.pf2().sockets.size + this.app().sockets.size + (this.rawWs?.size ?? 0);
       },
@@ -617,7 +627,7 @@ export function createGatewayService(config: Config): ServiceSchema {
         const state = stateOf(socket);
         if (state.resumeFrom !== undefined) (this.pf2().adapter as unknown as HoldingAdapter).hold(socket.id);
         socket.join([userChannel(state.tenantId, state.userId), tenantChannel(state.tenantId)]);
-        socket.onAny(onPf2Event);
+        listenToAny(socket, onPf2Event);
         socket.on("disconnect", onPf2SocketDisconnect);
         scheduleTokenExpiry(state.principal.exp, socket, expirePf2Socket);
         await this.registerConnection(state);

@@ -290,3 +290,15 @@ describe("delivery to connected clients", () => {
     expect((await health(broker)).services.websocket.activeConnections).toBe(2);
   });
 });
+
+describe("the gateway's Socket.IO namespaces", () => {
+  it("have only the gateway's own event handlers, so nothing reads the principal moleculer-io would keep on socket.client", () => {
+    const schema = createGatewayService(testConfig());
+    const namespaces = (schema.settings as { io: { namespaces: Record<string, { events?: Record<string, unknown> }> } }).io.namespaces;
+    expect(Object.keys(namespaces).length).toBeGreaterThan(0);
+    for (const [name, namespace] of Object.entries(namespaces)) {
+      for (const [event, handler] of Object.entries(namespace.events ?? {})) expect([name, event, typeof handler]).toEqual([name, event, "function"]);
+    }
+    expect((schema.actions as Record<string, unknown>).call).toBe(false);
+  });
+});
