@@ -83,24 +83,44 @@ export function createTokenVerifier(config: TokenSettings): TokenVerifier {
   const audience = config.jwtAudience && config.jwtAudience.length > 0 ? config.jwtAudience : undefined;
 
   const verified = new VerifiedTokenCache(clockTolerance);
+  const options: jwt.VerifyOptions = {
+    algorithms: [...keys.keys()] as Algorithm[],
+    clockTolerance,
+    ...(issuer ? { issuer: issuer as [string, ...string[]] } : {}),
+    ...(audience ? { audience: audience as [string, ...string[]] } : {})
+  };
 
+  // The key is picked inside jwt.verify, from the header it decodes anyway (decoding it here
+  // first cost a second base64 and JSON.parse per token). With a key callback that answers at
+  // once, jwt.verify runs its callback before it returns.
   const check = (token: string): Principal => {
-    const header = decodeHeader(token);
-    const alg = typeof header.alg === "string" ? header.alg : "";
-    const key = keys.get(alg);
-    if (!key) throw authFailed("Token algorithm not accepted", { alg: alg.slice(0, 16) });
-    let payload: string | JwtPayload;
-    try {
-      payload = jwt.verify(token, key, {
-        algorithms: [alg as Algorithm],
-        clockTolerance,
-        ...(issuer ? { issuer: issuer as [string, ...string[]] } : {}),
-        ...(audience ? { audience: audience as [string, ...string[]] } : {})
-      });
-    } catch (err) {
-      throw refusal(err);
-    }
-    return principalFrom(payload);
+    let outcome: Principal | RealtimeError | undefined;
+    jwt.verify(
+      token,
+      (header, use) => {
+        const alg = typeof header.alg === "string" ? header.alg : "";
+        const key = keys.get(alg);
+        if (key) return use(null, key);
+        outcome = authFailed("Token algorithm not accepted", { alg: alg.slice(0, 16) });
+        use(outcome);
+      },
+      options,
+      (err, payload) => {
+        if (err) {
+          if (!(outcome instanceof Error)) outcome = refusal(err);
+          return;
+        }
+        try {
+          outcome = principalFrom(payload as string | JwtPayload);
+        } catch (refused) {
+          outcome = refused as RealtimeError;
+        }
+      }
+    );
+    // Fails closed should a jsonwebtoken version ever answer later than it returns.
+    if (outcome === undefined) throw authFailed("Invalid token", { reason: "invalid" });
+    if (outcome instanceof Error) throw outcome;
+    return outcome;
   };
 
   return {
@@ -124,24 +144,11 @@ function assertTokenText(token: unknown): asserts token is string {
   if (token.length > 8192) throw authFailed("Malformed token");
 }
 
-/** The JOSE header only (jwt.decode would also parse the payload, which jwt.verify parses again). */
-function decodeHeader(token: string): { alg?: unknown } {
-  const parts = token.split(".");
-  if (parts.length !== 3 || parts[0].length === 0) throw authFailed("Malformed token");
-  let header: unknown;
-  try {
-    header = JSON.parse(Buffer.from(parts[0], "base64url").toString("utf8"));
-  } catch {
-    throw authFailed("Malformed token");
-  }
-  if (typeof header !== "object" || header === null || Array.isArray(header)) throw authFailed("Malformed token");
-  return header as { alg?: unknown };
-}
-
 function refusal(err: unknown): RealtimeError {
   if (err instanceof jwt.TokenExpiredError) return authFailed("Token expired", { reason: "expired" });
   if (err instanceof jwt.NotBeforeError) return authFailed("Token not yet valid", { reason: "not_before" });
   const message = err instanceof Error ? err.message : "";
+  if (message === "jwt malformed" || message === "invalid token") return authFailed("Malformed token");
   if (message.startsWith("jwt issuer invalid")) return authFailed("Token issuer not accepted", { reason: "issuer" });
   if (message.startsWith("jwt audience invalid")) return authFailed("Token audience not accepted", { reason: "audience" });
   return authFailed("Invalid token", { reason: "invalid" });
