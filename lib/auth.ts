@@ -94,33 +94,27 @@ export function createTokenVerifier(config: TokenSettings): TokenVerifier {
   // first cost a second base64 and JSON.parse per token). With a key callback that answers at
   // once, jwt.verify runs its callback before it returns.
   const check = (token: string): Principal => {
-    let outcome: Principal | RealtimeError | undefined;
+    let refused: RealtimeError | undefined;
+    let payload: string | JwtPayload | undefined;
     jwt.verify(
       token,
       (header, use) => {
         const alg = typeof header.alg === "string" ? header.alg : "";
         const key = keys.get(alg);
         if (key) return use(null, key);
-        outcome = authFailed("Token algorithm not accepted", { alg: alg.slice(0, 16) });
-        use(outcome);
+        refused = authFailed("Token algorithm not accepted", { alg: alg.slice(0, 16) });
+        use(refused);
       },
       options,
-      (err, payload) => {
-        if (err) {
-          if (!(outcome instanceof Error)) outcome = refusal(err);
-          return;
-        }
-        try {
-          outcome = principalFrom(payload as string | JwtPayload);
-        } catch (refused) {
-          outcome = refused as RealtimeError;
-        }
+      (err, verified) => {
+        if (err) refused ??= refusal(err);
+        else payload = verified;
       }
     );
+    if (refused) throw refused;
     // Fails closed should a jsonwebtoken version ever answer later than it returns.
-    if (outcome === undefined) throw authFailed("Invalid token", { reason: "invalid" });
-    if (outcome instanceof Error) throw outcome;
-    return outcome;
+    if (payload === undefined) throw authFailed("Invalid token", { reason: "invalid" });
+    return principalFrom(payload);
   };
 
   return {
