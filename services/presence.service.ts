@@ -28,7 +28,7 @@ interface PresenceThis extends Service {
   changedBy(changes: PresenceChange[], reason: "expired" | "node_left"): Promise<void>;
   notify(events: NoticeOf[]): void;
   sendNotices(events: NoticeOf[]): Promise<void>;
-  roomsOfUsers(tenantId: string, userIds: string[]): Promise<Record<string, string[]>>;
+  roomsOfUsers(tenantId: string, userIds: string[]): Promise<Map<string, string[]>>;
 }
 
 /** A presence change to tell the gateways about (the notice is completed with the user's devices). */
@@ -289,7 +289,9 @@ export function createPresenceService(config: Config): ServiceSchema {
       roomsOfUsers(this: PresenceThis, tenantId: string, userIds: string[]) {
         const local = this.broker.getLocalService("rooms") as unknown as LocalRooms | undefined;
         if (local) return local.roomsOfUsers(tenantId, userIds);
-        return this.broker.call<Record<string, string[]>, { tenantId: string; userIds: string[] }>("rooms.ofUsers", { tenantId, userIds });
+        return this.broker
+          .call<Record<string, string[]>, { tenantId: string; userIds: string[] }>("rooms.ofUsers", { tenantId, userIds })
+          .then(rooms => new Map(Object.entries(rooms)));
       },
 
       async publishChanges(this: PresenceThis, changes: PresenceChange[]) {
@@ -299,7 +301,7 @@ export function createPresenceService(config: Config): ServiceSchema {
               const chunk = presences.slice(start, start + PRESENCE_BATCH_MAX);
               const rooms = await this.roomsOfUsers(tenantId, chunk.map(p => p.userId));
               for (const presence of chunk) {
-                const roomIds = rooms[presence.userId] ?? [];
+                const roomIds = rooms.get(presence.userId) ?? [];
                 if (roomIds.length === 0) continue;
                 const delivery: Delivery = { tenantId, target: { roomIds }, event: PRESENCE_EVENT, payload: presenceEventOf(presence), volatile: true };
                 await this.broker.broadcast(DELIVERY_EVENT, delivery, "gateway");

@@ -20,7 +20,7 @@ interface RoomsThis extends Service, LocalRooms {
 /** What a service of the same process may call as a function instead of an action. */
 export interface LocalRooms {
   /** The rooms of each of these users of one tenant, by userId (each user once). */
-  roomsOfUsers(tenantId: string, userIds: string[]): Promise<Record<string, string[]>>;
+  roomsOfUsers(tenantId: string, userIds: readonly string[]): Promise<Map<string, string[]>>;
 }
 
 const identifier = { type: "string", min: 1, max: 128 } as const;
@@ -222,7 +222,7 @@ export function createRoomsService(config: Config): ServiceSchema {
         visibility: "public",
         params: { tenantId: identifier, userIds: { type: "array", items: identifier, min: 1, max: 1000 } },
         async handler(this: RoomsThis, ctx: Context<{ tenantId: string; userIds: string[] }>) {
-          return this.roomsOfUsers(ctx.params.tenantId, ctx.params.userIds);
+          return Object.fromEntries(await this.roomsOfUsers(ctx.params.tenantId, ctx.params.userIds));
         }
       },
 
@@ -245,10 +245,8 @@ export function createRoomsService(config: Config): ServiceSchema {
     },
 
     methods: {
-      async roomsOfUsers(this: RoomsThis, tenantId: string, userIds: string[]) {
-        const unique = [...new Set(userIds)];
-        const rooms = await Promise.all(unique.map(userId => this.store.roomsOfUser(tenantId, userId)));
-        return Object.fromEntries(unique.map((userId, i) => [userId, rooms[i]]));
+      roomsOfUsers(this: RoomsThis, tenantId: string, userIds: readonly string[]) {
+        return this.store.roomsOfUsers(tenantId, userIds);
       }
     },
 

@@ -117,6 +117,13 @@ export class MemoryRoomStore implements RoomStore {
     return [...(this.tenants.get(tenantId)?.byUser.get(userId)?.keys() ?? [])];
   }
 
+  async roomsOfUsers(tenantId: string, userIds: readonly string[]) {
+    const byUser = this.tenants.get(tenantId)?.byUser;
+    const rooms = new Map<string, string[]>();
+    for (const userId of userIds) rooms.set(userId, [...(byUser?.get(userId)?.keys() ?? [])]);
+    return rooms;
+  }
+
   async removeNode(nodeId: string) {
     let removed = 0;
     for (const entry of [...(this.byNode.get(nodeId) ?? [])]) {

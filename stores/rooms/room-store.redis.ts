@@ -190,6 +190,15 @@ export class RedisRoomStore implements RoomStore {
     return this.redis.hkeys(this.userRoomsKey(tenantId, userId));
   }
 
+  async roomsOfUsers(tenantId: string, userIds: readonly string[]) {
+    const unique = [...new Set(userIds)];
+    if (unique.length === 0) return new Map<string, string[]>();
+    const pipeline = this.redis.pipeline();
+    for (const userId of unique) pipeline.hkeys(this.userRoomsKey(tenantId, userId));
+    const replies = repliesOf(await pipeline.exec()) as string[][];
+    return new Map(unique.map((userId, i) => [userId, replies[i]]));
+  }
+
   async removeNode(nodeId: string) {
     let removed = 0;
     for (;;) {
@@ -249,7 +258,7 @@ function roomInfoOf(roomId: string, hash: Record<string, string>, members: strin
   };
 }
 
-/** The results of a MULTI, throwing the first command error. */
+/** The results of a MULTI or a pipeline, throwing the first command error. */
 function repliesOf(replies: Array<[Error | null, unknown]> | null): unknown[] {
   if (!replies) throw new Error("Redis transaction aborted");
   return replies.map(([err, value]) => {

@@ -87,6 +87,9 @@ export interface RoomStore {
   /** Rooms any connection of the user is in. */
   roomsOfUser(tenantId: string, userId: string): Promise<string[]>;
 
+  /** Rooms of each of several users of one tenant in one store round trip; every userId given is a key. */
+  roomsOfUsers(tenantId: string, userIds: readonly string[]): Promise<Map<string, string[]>>;
+
   /** Removes every membership held by a node that left the cluster (room settings stay); returns how many. */
   removeNode(nodeId: string): Promise<number>;
 

@@ -86,6 +86,29 @@ for (const backend of backends) {
       });
     });
 
+    describe("roomsOfUsers", () => {
+      it("answers every user asked for, once each, from one tenant only", async () => {
+        await store().join("t1", "r1", m("c1", "u1"));
+        await store().join("t1", "r2", m("c2", "u1"));
+        await store().join("t1", "r2", m("c3", "u2"));
+        await store().join("t2", "r9", m("c4", "u3"));
+        const rooms = await store().roomsOfUsers("t1", ["u1", "u2", "u1", "u3", "nobody"]);
+        expect([...rooms.keys()].sort()).toEqual(["nobody", "u1", "u2", "u3"]);
+        expect(sorted(rooms.get("u1") ?? [])).toEqual(["r1", "r2"]);
+        expect(rooms.get("u2")).toEqual(["r2"]);
+        expect(rooms.get("u3")).toEqual([]);
+        expect(rooms.get("nobody")).toEqual([]);
+      });
+
+      it("agrees with roomsOfUser after leaves, and is empty for no users", async () => {
+        await store().join("t1", "r1", m("c1", "u1"));
+        await store().join("t1", "r2", m("c1", "u1"));
+        await store().leave("t1", "r1", "c1");
+        expect((await store().roomsOfUsers("t1", ["u1"])).get("u1")).toEqual(await store().roomsOfUser("t1", "u1"));
+        expect((await store().roomsOfUsers("t1", [])).size).toBe(0);
+      });
+    });
+
     describe("leaveAll", () => {
       it("returns the rooms left and removes every membership of the connection", async () => {
         await store().join("t1", "r1", m("c1", "u1"));
