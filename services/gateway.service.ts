@@ -49,6 +49,7 @@ import type { Server as HttpServer } from "node:http";
 // Resilience (issue 6): graceful shutdown, slow consumers, dependency health.
 import { InFlight, RESYNC, SLOW_CONSUMER, drainGateway, emitNotice, isLogged, shutdownDetails } from "../protocols/shutdown";
 import { closeSlowConsumer, outboundBacklog, outboundGuard, whenBacklogBelow, type EngineConnection, type OutboundBacklog } from "../protocols/outbound-guard";
+import { handshakeRequestRelease } from "../protocols/handshake-request";
 import { flushTransporterSoon, onTransporterChange, transporterStatus, watchTransporter } from "../lib/transporter-status";
 
 /**
@@ -1097,6 +1098,8 @@ export function createGatewayService(config: Config): ServiceSchema {
       });
       const limits = { maxMessages: config.wsMaxBufferedMessages, maxBytes: config.wsMaxBufferedBytes };
       this.io.engine.on("connection", outboundGuard(limits, (conn, backlog) => this.shedSlowConsumer(conn, backlog)));
+      this.io.engine.use(handshakeRequestRelease.middleware);
+      this.io.engine.on("connection", handshakeRequestRelease.onConnection);
       let redisDown = false;
       const down = () => (redisDown = true);
       this.redis?.on("error", down);
