@@ -7,6 +7,7 @@ import { auditReplCommand } from "./lib/audit-repl";
 import { NodeHealthMiddleware } from "./lib/node-health";
 import { ExitDeadlineMiddleware } from "./lib/exit-deadline";
 import { TransporterWatchMiddleware } from "./lib/transporter-status";
+import { tuneV8 } from "./lib/v8-tuning";
 
 /**
  * Broker options from the environment, following the Moleculer runner's convention:
@@ -15,6 +16,9 @@ import { TransporterWatchMiddleware } from "./lib/transporter-status";
  * events, lib/channels.ts) is configured from the same environment as the services.
  */
 const env = process.env;
+
+// Before any service allocates (lib/v8-tuning.ts).
+tuneV8(env);
 
 // The runner resolves SERVICES names against SERVICEDIR; point it at the compiled services.
 if (!env.SERVICEDIR) env.SERVICEDIR = path.join(__dirname, "services");
