@@ -10,36 +10,18 @@
  * pauses over the durable trials (a `perf_hooks` GC observer preloaded into each server).
  * BENCH_PRODUCT_ENV applies to both: `V8_ALLOCATION_SITE_PRETENURING=true` gives them V8's default
  * pretenuring back (lib/v8-tuning.ts), `EVENT_BUS_MAX_EVENTS_PER_TENANT=1000` a small log.
- * BENCH_HISTORY_NODE_FLAGS=<V8 flags> sets further V8 flags in both before the product loads.
  */
-import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { loadBenchConfig } from "./lib/config";
 import { startProductSingle, type RunningTarget } from "./lib/servers";
 import { LoadWorker } from "./lib/workers";
+import { threadCpuMs } from "./lib/proc";
 import { DirectBench } from "./scenarios/direct";
 import { DurableBench } from "./scenarios/durable";
 import type { ScenarioContext } from "./scenarios/context";
 
 const GC_OBSERVER = path.join(__dirname, "lib/gc-observer.js");
 const log = (line: string) => process.stderr.write(`${line}\n`);
-
-/** CPU ms of a process's main thread and of all its other threads (/proc/<pid>/task). */
-function threadCpu(pid: number): { main: number; others: number } {
-  const cpu = { main: 0, others: 0 };
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const ms = (Number(fields[11]) + Number(fields[12])) * 10;
-      if (tid === String(pid)) cpu.main += ms;
-      else cpu.others += ms;
-    } catch {
-      // A thread that ended between the listing and the read.
-    }
-  }
-  return cpu;
-}
 
 type GcTotals = Record<string, { count: number; ms: number }>;
 
@@ -63,9 +45,7 @@ async function main() {
   const config = loadBenchConfig();
   const historyTrials = Number(process.env.BENCH_HISTORY_DM_TRIALS ?? 0);
   const trials = Number(process.env.BENCH_HISTORY_TRIALS ?? 6);
-  const flags = process.env.BENCH_HISTORY_NODE_FLAGS ?? "";
-  // Preloaded, so the flags take effect before the product's code runs (V8 flags are not allowed in NODE_OPTIONS).
-  const env = { NODE_OPTIONS: `-r ${GC_OBSERVER}`, ...(flags ? { BENCH_V8_FLAGS: flags } : {}) };
+  const env = { NODE_OPTIONS: `-r ${GC_OBSERVER}` };
   const workers = [new LoadWorker(0, 1024), new LoadWorker(1, 1024)];
   const targets: RunningTarget[] = [];
   try {
@@ -83,12 +63,12 @@ async function main() {
 
     const runs = [withHistory, fresh].map(target => ({ target, bench: new DurableBench(context(target), target.gateways[0].name) }));
     for (const run of runs) await run.bench.prepare();
-    const marks = runs.map(run => ({ cpu: threadCpu(run.target.pids()[0]), gc: gcTotals(run.target.gateways[0].output()) }));
+    const marks = runs.map(run => ({ cpu: threadCpuMs(run.target.pids()[0]), gc: gcTotals(run.target.gateways[0].output()) }));
     for (let trial = 0; trial < trials; trial++) {
       for (const run of trial % 2 === 0 ? runs : [...runs].reverse()) await run.bench.closedLoop(config.durableSaturateMs);
     }
     const rows = runs.map((run, i) => {
-      const cpu = threadCpu(run.target.pids()[0]);
+      const cpu = threadCpuMs(run.target.pids()[0]);
       const { metrics } = run.bench.result();
       return {
         process: run.target.gateways[0].name,
@@ -109,7 +89,7 @@ async function main() {
           `main thread ${row.mainThreadCpuMs} ms, other threads ${row.otherThreadsCpuMs} ms; GC: ${gc}`
       );
     }
-    process.stdout.write(`${JSON.stringify({ flags, historyTrials, trials, rows }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ historyTrials, trials, rows }, null, 2)}\n`);
     for (const run of runs) await run.bench.close();
   } finally {
     await Promise.all(targets.map(t => t.stop()));

@@ -2,7 +2,7 @@ import { setFlagsFromString } from "node:v8";
 
 /**
  * Turns off V8's allocation-site pretenuring in every product process (unless
- * V8_ALLOCATION_SITE_PRETENURING=true). Returns whether it did.
+ * V8_ALLOCATION_SITE_PRETENURING=true).
  *
  * Pretenuring watches, per allocation site, how many of its objects survive the young
  * generation; past a threshold the site allocates straight into the old generation. A realtime
@@ -23,8 +23,6 @@ import { setFlagsFromString } from "node:v8";
  * node gets it: `npm start`, the Docker image, Kubernetes, tests and benchmarks. Changing a
  * V8 flag after start-up applies to the collections that follow, which is all this one needs.
  */
-export function tuneV8(env: NodeJS.ProcessEnv = process.env): boolean {
-  if (env.V8_ALLOCATION_SITE_PRETENURING === "true") return false;
-  setFlagsFromString("--no-allocation-site-pretenuring");
-  return true;
+export function tuneV8(env: NodeJS.ProcessEnv = process.env): void {
+  if (env.V8_ALLOCATION_SITE_PRETENURING !== "true") setFlagsFromString("--no-allocation-site-pretenuring");
 }

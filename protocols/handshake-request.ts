@@ -1,34 +1,31 @@
-import { ServerResponse, type IncomingMessage } from "node:http";
+import { IncomingMessage, ServerResponse } from "node:http";
 
 /**
  * What Socket.IO reads of the HTTP request that opened an engine.io connection: each namespace
  * the client connects over that connection builds its `socket.handshake` from it (socket.io 4,
  * `Socket#buildHandshake`: `headers`, `url`, `_query`, `connection.encrypted`).
  */
-export interface HandshakeRequest {
+interface HandshakeRequest {
   headers: IncomingMessage["headers"];
   url: string | undefined;
   _query: Record<string, string> | undefined;
   connection: { encrypted: boolean };
 }
 
-const SLIM = Symbol("slimHandshakeRequest");
-
 /** The fields of `req` Socket.IO reads, in an object of their own. */
-export function slimHandshakeRequest(req: IncomingMessage & { _query?: Record<string, string> }): HandshakeRequest {
+function slimHandshakeRequest(req: IncomingMessage & { _query?: Record<string, string> }): HandshakeRequest {
   return {
     headers: req.headers,
     url: req.url,
     _query: req._query,
-    connection: { encrypted: Boolean((req.socket as { encrypted?: boolean } | null)?.encrypted) },
-    [SLIM]: true
-  } as HandshakeRequest;
+    connection: { encrypted: Boolean((req.socket as { encrypted?: boolean } | null)?.encrypted) }
+  };
 }
 
 /** The response object engine.io made for an upgrade, kept on its request until the connection opens. */
 const UPGRADE_RESPONSE = Symbol("upgradeResponse");
 
-type EngineRequest = IncomingMessage & { [SLIM]?: true; [UPGRADE_RESPONSE]?: { req: unknown } };
+type EngineRequest = IncomingMessage & { [UPGRADE_RESPONSE]?: { req: unknown } };
 
 /**
  * engine.io keeps the HTTP request that opened a connection for the connection's life, twice: as
@@ -44,7 +41,8 @@ type EngineRequest = IncomingMessage & { [SLIM]?: true; [UPGRADE_RESPONSE]?: { r
 export const handshakeRequestRelease = {
   /** engine.io middleware (`engine.use`): remembers an upgrade's stand-in response on its request. */
   middleware(req: IncomingMessage, res: unknown, next: (err?: Error) => void): void {
-    if (!(res instanceof ServerResponse) && res && typeof res === "object" && "req" in res) (req as EngineRequest)[UPGRADE_RESPONSE] = res as { req: unknown };
+    // A polling request is answered by a real ServerResponse; an upgrade by engine.io's stand-in.
+    if (!(res instanceof ServerResponse)) (req as EngineRequest)[UPGRADE_RESPONSE] = res as { req: unknown };
     next();
   },
   /**
@@ -52,13 +50,11 @@ export const handshakeRequestRelease = {
    * and before any namespace handshake (those wait for the client's CONNECT packet).
    */
   onConnection(conn: { request?: unknown }): void {
-    const req = conn.request as EngineRequest | null | undefined;
-    if (!req || req[SLIM]) return;
-    const res = req[UPGRADE_RESPONSE];
-    if (res) {
-      res.req = null;
-      delete req[UPGRADE_RESPONSE];
-    }
+    const req = conn.request;
+    // Released already (or never an HTTP request): nothing to drop.
+    if (!(req instanceof IncomingMessage)) return;
+    const res = (req as EngineRequest)[UPGRADE_RESPONSE];
+    if (res) res.req = null;
     conn.request = slimHandshakeRequest(req);
   }
 };

@@ -1,14 +1,9 @@
 /**
- * Preloaded into a server by `npm run bench:history` (`NODE_OPTIONS=-r gc-observer.js`): applies
- * BENCH_V8_FLAGS (V8 flags are not allowed in NODE_OPTIONS, and set here they apply before the
- * server's own code runs) and prints the running totals of the process's GC pauses after each
- * one, `GC_TOTALS {"minor":{"count":n,"ms":t},...}` on stdout. Totals rather than one line per
+ * Preloaded into a server by `npm run bench:history` (`NODE_OPTIONS=-r gc-observer.js`): prints
+ * the running totals of the process's GC pauses after each one, `GC_TOTALS {"minor":{"count":n,"ms":t},...}` on stdout. Totals rather than one line per
  * pause, so that the reader needs only the last line before and after a phase.
  */
 import { PerformanceObserver, constants, type PerformanceEntry } from "node:perf_hooks";
-import { setFlagsFromString } from "node:v8";
-
-if (process.env.BENCH_V8_FLAGS) setFlagsFromString(process.env.BENCH_V8_FLAGS);
 
 const KINDS: Record<number, string> = {
   [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",

@@ -1,5 +1,5 @@
 import { createServer, IncomingMessage, type Server as HttpServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { Socket as NetSocket, type AddressInfo } from "node:net";
 import { Server, type Socket } from "socket.io";
 import { io as connect, Manager, type Socket as ClientSocket } from "socket.io-client";
 import { handshakeRequestRelease } from "../../protocols/handshake-request";
@@ -80,7 +80,9 @@ describe("handshakeRequestRelease", () => {
   });
 
   it("leaves an already released connection as it is", () => {
-    const conn = { request: { headers: {}, url: "/socket.io/", socket: null } as unknown as IncomingMessage };
+    const request = new IncomingMessage(new NetSocket());
+    request.url = "/socket.io/";
+    const conn: { request: unknown } = { request };
     handshakeRequestRelease.onConnection(conn);
     const slim = conn.request;
     handshakeRequestRelease.onConnection(conn);
